@@ -8,6 +8,7 @@
 pub mod exact;
 pub mod getopt;
 pub mod operands;
+pub mod pflag;
 pub mod split;
 
 use std::fmt;
