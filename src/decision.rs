@@ -237,12 +237,13 @@ fn judge(policy: &Policy, req: &Request, argv: &[String]) -> Decision {
         }
     }
     let (refusal, rule) = best.expect("at least one rule was evaluated");
+    let hint = refusal.hint.clone().or_else(|| rule.hint.clone());
     let mut d = refusal_decision(Refusal {
         message: format!("{}: {}", program.name, refusal.message),
         ..refusal
     });
     d.rule = Some(rule.name.clone());
-    d.hint = rule.hint.clone();
+    d.hint = hint;
     d.allowed = rules.iter().map(|r| r.synopsis()).collect();
     d
 }

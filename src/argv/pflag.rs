@@ -308,11 +308,13 @@ impl FlagSet<'_> {
 }
 
 fn bool_value(flag: &str, v: &str, index: usize) -> Result<Value, Error> {
-    parse_bool(v).map(Value::Bool).ok_or_else(|| Error::BadBool {
-        index,
-        flag: flag.to_string(),
-        value: v.to_string(),
-    })
+    parse_bool(v)
+        .map(Value::Bool)
+        .ok_or_else(|| Error::BadBool {
+            index,
+            flag: flag.to_string(),
+            value: v.to_string(),
+        })
 }
 
 fn push_rest(out: &mut Parsed, argv: &[String], from: usize) {
@@ -406,43 +408,137 @@ mod tests {
     fn every_row_of_the_pflag_table_reads_as_pflag_reads_it() {
         // (argv, interspersed, expected parse, why)
         let rows: &[(&str, bool, &str, &str)] = &[
-            ("alpine --privileged", false, "| alpine --privileged",
-             "not interspersed: the first operand ends the flags, later words are the command"),
-            ("alpine --rm", true, "rm=true | alpine",
-             "interspersed: flags after operands are still flags"),
+            (
+                "alpine --privileged",
+                false,
+                "| alpine --privileged",
+                "not interspersed: the first operand ends the flags, later words are the command",
+            ),
+            (
+                "alpine --rm",
+                true,
+                "rm=true | alpine",
+                "interspersed: flags after operands are still flags",
+            ),
             ("- --rm", false, "| - --rm", "a lone dash is an operand"),
-            ("--rm -- --privileged x", false, "rm=true | --privileged x dash@0",
-             "-- ends the flags; what follows is operands"),
-            ("--name=a=b alpine", false, "name:a=b | alpine", "--flag=value splits at the first ="),
-            ("--name= alpine", false, "name: | alpine", "--flag= sets an empty value"),
-            ("--name --privileged alpine", false, "name:--privileged | alpine",
-             "a value flag takes the next word even when it looks like a flag"),
-            ("--rm true alpine", true, "rm=true | true alpine",
-             "a bool never takes the next word"),
-            ("--rm=false alpine", false, "rm=false | alpine", "a bool takes a value only after ="),
-            ("--rm=T --rm=0 --rm=FALSE --rm=True x", false, "rm=true rm=false rm=false rm=true | x",
-             "Go ParseBool spellings"),
-            ("--net=host x", false, "network:host | x", "a second long name of the same flag"),
-            ("-itv /:/h alpine", false, "interactive=true tty=true volume:/:/h | alpine",
-             "a trailing value letter in a cluster takes the next word"),
-            ("-itv/:/h alpine", false, "interactive=true tty=true volume:/:/h | alpine",
-             "a value letter takes the rest of its word"),
-            ("-v/:/h alpine", false, "volume:/:/h | alpine", "attached value"),
-            ("-v=/:/h alpine", false, "volume:/:/h | alpine", "-x=value drops the ="),
-            ("-p8080:80 alpine", false, "publish:8080:80 | alpine", "attached value"),
-            ("-it=false alpine", false, "interactive=true tty=false | alpine",
-             "= applies to the letter it follows"),
-            ("-d=1 x", false, "detach=true | x", "bool short with = and a ParseBool spelling"),
-            ("-v= alpine", false, "volume:= | alpine",
-             "-x= (two characters) is not the = form: the value is a literal ="),
-            ("-ve=x alpine", false, "volume:e=x | alpine",
-             "a value letter swallows the rest, = included"),
-            ("-hfoo x", false, "hostname:foo | x", "-h is a value flag for run"),
-            ("-e -v x", false, "env:-v | x", "a short value flag takes the next word unconditionally"),
+            (
+                "--rm -- --privileged x",
+                false,
+                "rm=true | --privileged x dash@0",
+                "-- ends the flags; what follows is operands",
+            ),
+            (
+                "--name=a=b alpine",
+                false,
+                "name:a=b | alpine",
+                "--flag=value splits at the first =",
+            ),
+            (
+                "--name= alpine",
+                false,
+                "name: | alpine",
+                "--flag= sets an empty value",
+            ),
+            (
+                "--name --privileged alpine",
+                false,
+                "name:--privileged | alpine",
+                "a value flag takes the next word even when it looks like a flag",
+            ),
+            (
+                "--rm true alpine",
+                true,
+                "rm=true | true alpine",
+                "a bool never takes the next word",
+            ),
+            (
+                "--rm=false alpine",
+                false,
+                "rm=false | alpine",
+                "a bool takes a value only after =",
+            ),
+            (
+                "--rm=T --rm=0 --rm=FALSE --rm=True x",
+                false,
+                "rm=true rm=false rm=false rm=true | x",
+                "Go ParseBool spellings",
+            ),
+            (
+                "--net=host x",
+                false,
+                "network:host | x",
+                "a second long name of the same flag",
+            ),
+            (
+                "-itv /:/h alpine",
+                false,
+                "interactive=true tty=true volume:/:/h | alpine",
+                "a trailing value letter in a cluster takes the next word",
+            ),
+            (
+                "-itv/:/h alpine",
+                false,
+                "interactive=true tty=true volume:/:/h | alpine",
+                "a value letter takes the rest of its word",
+            ),
+            (
+                "-v/:/h alpine",
+                false,
+                "volume:/:/h | alpine",
+                "attached value",
+            ),
+            (
+                "-v=/:/h alpine",
+                false,
+                "volume:/:/h | alpine",
+                "-x=value drops the =",
+            ),
+            (
+                "-p8080:80 alpine",
+                false,
+                "publish:8080:80 | alpine",
+                "attached value",
+            ),
+            (
+                "-it=false alpine",
+                false,
+                "interactive=true tty=false | alpine",
+                "= applies to the letter it follows",
+            ),
+            (
+                "-d=1 x",
+                false,
+                "detach=true | x",
+                "bool short with = and a ParseBool spelling",
+            ),
+            (
+                "-v= alpine",
+                false,
+                "volume:= | alpine",
+                "-x= (two characters) is not the = form: the value is a literal =",
+            ),
+            (
+                "-ve=x alpine",
+                false,
+                "volume:e=x | alpine",
+                "a value letter swallows the rest, = included",
+            ),
+            (
+                "-hfoo x",
+                false,
+                "hostname:foo | x",
+                "-h is a value flag for run",
+            ),
+            (
+                "-e -v x",
+                false,
+                "env:-v | x",
+                "a short value flag takes the next word unconditionally",
+            ),
         ];
         for (argv, interspersed, want, why) in rows {
-            let got = parse(&w(argv), *interspersed)
-                .unwrap_or_else(|e| panic!("{why}: {argv:?}: {e}"));
+            let got =
+                parse(&w(argv), *interspersed).unwrap_or_else(|e| panic!("{why}: {argv:?}: {e}"));
             assert_eq!(&got, want, "{why}: {argv:?}");
         }
         // An empty word is an operand, so without interspersing it ends the flags.
@@ -455,19 +551,47 @@ mod tests {
         let rows: &[(&str, &str, &str)] = &[
             ("---x alpine", "bad flag syntax", "three dashes"),
             ("--=x alpine", "bad flag syntax", "an empty long name"),
-            ("--priv alpine", "unknown flag --priv", "no long abbreviations"),
-            ("--Privileged alpine", "unknown flag --Privileged", "names are case-sensitive"),
+            (
+                "--priv alpine",
+                "unknown flag --priv",
+                "no long abbreviations",
+            ),
+            (
+                "--Privileged alpine",
+                "unknown flag --Privileged",
+                "names are case-sensitive",
+            ),
             ("--rm=yes alpine", "not true/false", "yes is not a Go bool"),
             ("--rm= alpine", "not true/false", "an empty bool value"),
             ("-d=on x", "not true/false", "on is not a Go bool"),
-            ("-d= x", "unknown flag -=", "-x= on a bool: = is then read as a letter"),
-            ("-tfalse x", "unknown flag -f", "-tfalse is -t then the letters f,a,l,s,e"),
+            (
+                "-d= x",
+                "unknown flag -=",
+                "-x= on a bool: = is then read as a letter",
+            ),
+            (
+                "-tfalse x",
+                "unknown flag -f",
+                "-tfalse is -t then the letters f,a,l,s,e",
+            ),
             ("-Z x", "unknown flag -Z", "unknown shorthand"),
-            ("-test.v x", "silently ignored", "pflag skips -test.* without a word"),
-            ("-itest.v x", "silently ignored", "the skip applies mid-cluster too"),
+            (
+                "-test.v x",
+                "silently ignored",
+                "pflag skips -test.* without a word",
+            ),
+            (
+                "-itest.v x",
+                "silently ignored",
+                "the skip applies mid-cluster too",
+            ),
             ("--name", "needs a value", "a value flag at the end"),
             ("-v", "needs a value", "a short value flag at the end"),
-            ("-\u{e9} x", "unknown flag", "a non-ASCII shorthand cannot exist"),
+            (
+                "-\u{e9} x",
+                "unknown flag",
+                "a non-ASCII shorthand cannot exist",
+            ),
         ];
         for (argv, want, why) in rows {
             let err = parse(&w(argv), false).expect_err(why);

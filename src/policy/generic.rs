@@ -62,6 +62,7 @@ fn valid_name(dialect: Dialect, name: &str) -> bool {
             body.is_some_and(|b| word(b, b"-_."))
         }
         Dialect::Operands => word(name, b"_") && name.bytes().all(|b| !b.is_ascii_uppercase()),
+        Dialect::Pflag => false,
     }
 }
 
@@ -70,6 +71,7 @@ fn name_rule(dialect: Dialect) -> &'static str {
         Dialect::Getopt(_) => "-x or --long-name",
         Dialect::Exact => "-word or --word",
         Dialect::Operands => "a lower-case operand name such as if",
+        Dialect::Pflag => "nothing: pflag programs take docker rules",
     }
 }
 
@@ -252,6 +254,7 @@ impl GenericRule {
             Dialect::Getopt(order) => getopt::parse(args, &self.defs, order),
             Dialect::Exact => exact::parse(args, &self.defs),
             Dialect::Operands => operands::parse(args, &self.defs),
+            Dialect::Pflag => exact::parse(args, &[]),
         }
         .map_err(|e| parse_refusal(e, args))?;
         self.check_operands(&parsed, args.len())?;
@@ -413,7 +416,7 @@ impl GenericRule {
     fn emit(&self, args: &[String], parsed: &Parsed) -> Vec<String> {
         let mut out = Vec::with_capacity(args.len() + self.append.len() + 1);
         match self.dialect {
-            Dialect::Exact => out.extend(args.iter().cloned()),
+            Dialect::Exact | Dialect::Pflag => out.extend(args.iter().cloned()),
             Dialect::Operands => {
                 for used in &parsed.options {
                     let name = &self.options[used.def].canonical;
@@ -509,5 +512,6 @@ fn parse_refusal(e: ParseError, args: &[String]) -> Refusal {
         index,
         argument: word,
         message,
+        hint: None,
     }
 }

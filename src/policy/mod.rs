@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod diag;
+pub mod docker;
 mod generic;
 mod raw;
 mod timeout;
@@ -102,6 +103,8 @@ pub enum Dialect {
     Exact,
     /// `NAME=VALUE` operands (dd).
     Operands,
+    /// spf13/pflag as the docker CLI reads it; such programs take docker rules.
+    Pflag,
 }
 
 #[derive(Debug)]
@@ -163,6 +166,7 @@ pub struct Rule {
 enum RuleBody {
     Generic(GenericRule),
     Timeout(TimeoutRule),
+    Docker(Box<docker::DockerRule>),
 }
 
 /// What a rule makes of the arguments it accepted.
@@ -180,6 +184,8 @@ pub struct Refusal {
     pub index: usize,
     pub argument: Option<String>,
     pub message: String,
+    /// Replaces the rule's hint when the refusal is not about this rule's own shape.
+    pub hint: Option<String>,
 }
 
 impl Refusal {
@@ -188,6 +194,7 @@ impl Refusal {
             index,
             argument: Some(argument.to_string()),
             message,
+            hint: None,
         }
     }
 
@@ -196,6 +203,7 @@ impl Refusal {
             index,
             argument: None,
             message,
+            hint: None,
         }
     }
 }
@@ -208,6 +216,7 @@ impl Rule {
             RuleBody::Timeout(t) => t
                 .evaluate(args)
                 .map(|w| Outcome::Wrap(w, t.programs.clone())),
+            RuleBody::Docker(d) => d.evaluate(args).map(Outcome::Args),
         }
     }
 
@@ -216,6 +225,7 @@ impl Rule {
         let rest = match &self.body {
             RuleBody::Generic(g) => g.synopsis(),
             RuleBody::Timeout(t) => t.synopsis(),
+            RuleBody::Docker(d) => d.synopsis(),
         };
         if rest.is_empty() {
             self.program.clone()
@@ -331,7 +341,16 @@ pub(crate) struct Builder<'a> {
     programs: BTreeSet<String>,
 }
 
-const BUILTIN_TYPES: &[&str] = &["iface"];
+const BUILTIN_TYPES: &[&str] = &[
+    "iface",
+    "container_name",
+    "docker_image",
+    "docker_gpus",
+    "docker_publish",
+    "docker_volume",
+    "docker_size",
+    "docker_env",
+];
 
 impl<'a> Builder<'a> {
     fn new(file: &'a str, source: &'a str, raw: &'a RawPolicy) -> Self {
@@ -367,6 +386,9 @@ impl<'a> Builder<'a> {
     pub(crate) fn named_value(&mut self, name: &str, span: Range<usize>) -> Option<ValueSpec> {
         if name == "iface" {
             return Some(ValueSpec::Iface);
+        }
+        if let Some(t) = docker::values::builtin(name) {
+            return Some(ValueSpec::Docker(t));
         }
         if let Some(t) = self.types.get(name) {
             return Some(ValueSpec::Named(t.clone()));
@@ -422,13 +444,24 @@ impl<'a> Builder<'a> {
             t.list.is_some(),
             t.path.is_some(),
             t.any_of.is_some(),
+            t.image.is_some(),
         ];
         if kinds.iter().filter(|&&k| k).count() != 1 {
             self.error(
                 Some(span),
-                "a value type needs exactly one of: enum, regex, int, list, path, any_of".into(),
+                "a value type needs exactly one of: enum, regex, int, list, path, any_of, image"
+                    .into(),
             );
             return None;
+        }
+        if let Some(patterns) = &t.image {
+            return match docker::image::Allowlist::new(patterns) {
+                Ok(list) => Some(ValueSpec::Docker(docker::values::DockerType::Images(list))),
+                Err(e) => {
+                    self.error(Some(span), e);
+                    None
+                }
+            };
         }
         if (t.sep.is_some() || t.max_items.is_some()) && t.list.is_none() {
             self.error(Some(span), "sep and max_items belong to a list type".into());
@@ -583,11 +616,12 @@ impl<'a> Builder<'a> {
                 "getopt+" => Dialect::Getopt(Order::RequireOrder),
                 "exact" => Dialect::Exact,
                 "operands" => Dialect::Operands,
+                "pflag" => Dialect::Pflag,
                 other => {
                     self.error(
                         Some(p.dialect.span()),
                         format!(
-                            "unknown dialect {other:?}; use getopt, getopt+, exact or operands"
+                            "unknown dialect {other:?}; use getopt, getopt+, exact, operands or pflag"
                         ),
                     );
                     continue;
@@ -670,7 +704,31 @@ impl<'a> Builder<'a> {
                 return None;
             }
         }
+        if (dialect == Dialect::Pflag) != r.docker.is_some() {
+            let msg = if r.docker.is_some() {
+                "a docker table belongs to a rule whose program has dialect = \"pflag\""
+            } else {
+                "rules for a pflag program are docker rules: add docker = { command = \"...\" }"
+            };
+            self.error(Some(r.program.span()), msg.into());
+            return None;
+        }
+        if let Some(d) = &r.docker {
+            if r.timeout.is_some() {
+                self.error(
+                    Some(d.span()),
+                    "a rule is either a docker or a timeout rule".into(),
+                );
+                return None;
+            }
+            env.extend(docker::fixed_env());
+        }
         let body = match &r.timeout {
+            Some(_) if r.docker.is_some() => return None,
+            None if r.docker.is_some() => {
+                let d = r.docker.as_ref()?;
+                RuleBody::Docker(Box::new(docker::build(self, r, d)?))
+            }
             Some(t) => {
                 let generic_keys = !r.options.is_empty()
                     || r.args.is_some()

@@ -33,6 +33,8 @@ pub enum ValueSpec {
     AnyOf(Vec<ValueSpec>),
     /// A network interface that exists on this host (`/sys/class/net/NAME`).
     Iface,
+    /// A value with docker's grammar (image references, `-p`, `-v`, `--gpus`, ...).
+    Docker(super::docker::values::DockerType),
 }
 
 #[derive(Debug)]
@@ -129,6 +131,7 @@ impl ValueSpec {
                 Err(why.join("; "))
             }
             ValueSpec::Iface => check_iface(value),
+            ValueSpec::Docker(t) => t.check(value),
         }
     }
 
@@ -160,6 +163,7 @@ impl ValueSpec {
                 format!("either {}", parts.join(" or "))
             }
             ValueSpec::Iface => "the name of a network interface of this host".into(),
+            ValueSpec::Docker(t) => t.describe(),
         }
     }
 
@@ -171,6 +175,7 @@ impl ValueSpec {
             ValueSpec::Int { .. } => "N".into(),
             ValueSpec::Iface => "IFACE".into(),
             ValueSpec::Path(_) => "PATH".into(),
+            ValueSpec::Docker(t) => t.placeholder().into(),
             _ => "VALUE".into(),
         }
     }
