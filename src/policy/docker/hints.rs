@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn refused_commands_are_named_with_their_management_word() {
         let rows = [
-            ("exec ollama sh", "exec", "ollama HTTP API"),
+            ("exec ollama sh", "exec", "HTTP API"),
             ("cp a:/etc/shadow /tmp", "cp", "named volume"),
             ("system dial-stdio", "system dial-stdio", "raw engine API"),
             ("system prune -af", "system prune", "in bulk"),

@@ -220,15 +220,13 @@ pub(crate) fn build(
     if options.len() == ordered.len() {
         for (i, (_, opt)) in ordered.iter().enumerate() {
             for r in &opt.requires {
-                match index_of(b, r) {
-                    Some(j) => options[i].requires.push(j),
-                    None => {}
+                if let Some(j) = index_of(b, r) {
+                    options[i].requires.push(j);
                 }
             }
             for c in &opt.conflicts {
-                match index_of(b, c) {
-                    Some(j) => options[i].conflicts.push(j),
-                    None => {}
+                if let Some(j) = index_of(b, c) {
+                    options[i].conflicts.push(j);
                 }
             }
         }
@@ -237,9 +235,8 @@ pub(crate) fn build(
     for group in &raw.require_any {
         let mut idx = Vec::new();
         for n in group {
-            match index_of(b, n) {
-                Some(j) => idx.push(j),
-                None => {}
+            if let Some(j) = index_of(b, n) {
+                idx.push(j);
             }
         }
         require_any.push(idx);
@@ -429,9 +426,17 @@ impl DockerRule {
                 out.extend(operands.iter().map(|a| a.value.clone()));
             }
             arity => {
-                self.check_operands(&operands, arity, offset, args.len())?;
                 if let Some(spec) = &self.context {
-                    let dir = &operands[0].value;
+                    let [dir] = operands.as_slice() else {
+                        return Err(Refusal::missing(
+                            args.len(),
+                            format!(
+                                "docker build takes exactly one directory: {}",
+                                spec.describe()
+                            ),
+                        ));
+                    };
+                    let dir = &dir.value;
                     check_context(spec, dir).map_err(|why| {
                         Refusal::at(
                             at(operands[0]),
@@ -439,6 +444,8 @@ impl DockerRule {
                             format!("build context {dir:?} is refused: {why}"),
                         )
                     })?;
+                } else {
+                    self.check_operands(&operands, arity, offset, args.len())?;
                 }
                 if !operands.is_empty() {
                     out.push("--".into());
