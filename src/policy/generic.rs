@@ -5,13 +5,15 @@
 
 use std::fmt::Write as _;
 
+use serde::{Deserialize, Serialize};
+
 use crate::argv::{exact, getopt, operands, OptDef, ParseError, Parsed};
 
 use super::raw::{RawOption, RawRule, Str};
 use super::value::ValueSpec;
 use super::{Builder, Dialect, Refusal};
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct GenericRule {
     dialect: Dialect,
     defs: Vec<OptDef>,
@@ -21,7 +23,7 @@ pub struct GenericRule {
     append: Vec<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct OptionRule {
     canonical: String,
     value: Option<ValueSpec>,
@@ -31,7 +33,7 @@ struct OptionRule {
     conflicts: Vec<usize>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 enum ArgPat {
     Literal(String),
     Typed {
@@ -348,7 +350,7 @@ impl GenericRule {
                 } else {
                     format!("unexpected argument {:?}", op.value)
                 };
-                Refusal::at(op.index, &op.value, msg)
+                Refusal::unknown(op.index, &op.value, msg)
             };
             let spec = match pats.next() {
                 Some(ArgPat::Literal(l)) => {
@@ -358,7 +360,7 @@ impl GenericRule {
                         } else {
                             format!("argument {:?} is refused; expected {l:?}", op.value)
                         };
-                        return Err(Refusal::at(op.index, &op.value, msg));
+                        return Err(Refusal::unknown(op.index, &op.value, msg));
                     }
                     continue;
                 }
@@ -503,11 +505,14 @@ impl GenericRule {
 
 fn parse_refusal(e: ParseError, args: &[String]) -> Refusal {
     let index = e.index();
-    let word = args.get(index).cloned();
-    let message = e.to_string();
+    let specific = !matches!(
+        e,
+        ParseError::UnknownOption { .. } | ParseError::BadWord { .. }
+    );
     Refusal {
         index,
-        argument: word,
-        message,
+        argument: args.get(index).cloned(),
+        message: e.to_string(),
+        specific,
     }
 }
