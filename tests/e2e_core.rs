@@ -107,7 +107,7 @@ const CLEAN_ENV: [&str; 7] = [
 struct Fixture {
     install: Installation,
     host_a: TestUser,
-    host_b: TestUser,
+    _host_b: TestUser,
     sshd: Sshd,
     key: ClientKey,
     _keys: TempDir,
@@ -133,7 +133,7 @@ fn fixture() -> Fixture {
     Fixture {
         install,
         host_a,
-        host_b,
+        _host_b: host_b,
         sshd,
         key,
         _keys: keys,
