@@ -186,7 +186,7 @@ fn sudo_door_runs_exactly_what_was_validated(f: &Fixture) {
     let runs = probe_runs();
     assert_eq!(runs.len(), before + 3);
     let expected: [&[&str]; 3] = [
-        &[PROBE, "-v", "--mode=fast", "--", "alpha", "beta"],
+        &[PROBE, "--mode=fast", "-v", "--", "alpha", "beta"],
         &[PROBE, "--mode=slow", "--", "gamma"],
         &[PROBE, "--", "delta"],
     ];

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::argv::{exact, getopt, operands, OptDef, ParseError, Parsed};
+use crate::argv::{self, exact, getopt, operands, OptDef, ParseError, Parsed};
 
 use super::raw::{RawOption, RawRule, Str};
 use super::value::ValueSpec;
@@ -411,19 +411,23 @@ impl GenericRule {
         Ok(())
     }
 
-    /// The argv the program will see: canonical spellings, then appended words, then operands.
+    /// The argv the program will see: canonical spellings in the rule's option order (repeats
+    /// keep their order: `-e` fields are columns), then appended words, then `--` and operands.
+    /// The exact dialect is passed on as written: it has no other spelling.
     fn emit(&self, args: &[String], parsed: &Parsed) -> Vec<String> {
         let mut out = Vec::with_capacity(args.len() + self.append.len() + 1);
+        let mut options: Vec<&argv::OptUse> = parsed.options.iter().collect();
+        options.sort_by_key(|o| o.def);
         match self.dialect {
             Dialect::Exact => out.extend(args.iter().cloned()),
             Dialect::Operands => {
-                for used in &parsed.options {
+                for used in options {
                     let name = &self.options[used.def].canonical;
                     out.push(format!("{name}={}", used.value.as_deref().unwrap_or("")));
                 }
             }
             Dialect::Getopt(_) => {
-                for used in &parsed.options {
+                for used in options {
                     let name = &self.options[used.def].canonical;
                     match &used.value {
                         None => out.push(name.clone()),
