@@ -15,6 +15,7 @@
 use std::sync::OnceLock;
 
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 
 const DEFAULT_DOMAIN: &str = "docker.io";
 const LEGACY_DOMAIN: &str = "index.docker.io";
@@ -117,7 +118,7 @@ pub fn parse(s: &str) -> Result<Reference, String> {
 }
 
 /// One allowlist entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum Pattern {
     Exact { repository: String, tag: String },
     AnyTag { repository: String },
@@ -125,7 +126,7 @@ enum Pattern {
 }
 
 /// The images a rule accepts, as written in the policy and normalised.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Allowlist {
     pub written: Vec<String>,
     patterns: Vec<Pattern>,

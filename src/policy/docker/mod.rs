@@ -17,6 +17,8 @@ pub mod values;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use crate::argv::pflag::{self, Kind, Repeat, Value};
 use crate::trust;
 
@@ -30,8 +32,9 @@ pub fn fixed_env() -> Vec<(String, String)> {
     vec![("DOCKER_HOST".into(), format!("unix://{}", engine::SOCKET))]
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DockerRule {
+    #[serde(with = "command_by_name")]
     command: &'static Command,
     options: Vec<OptionRule>,
     args: Vec<ArgPat>,
@@ -45,7 +48,7 @@ pub struct DockerRule {
     file: Option<ValueSpec>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct OptionRule {
     /// Index into the command's flag table.
     flag: usize,
@@ -56,12 +59,29 @@ struct OptionRule {
     conflicts: Vec<usize>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct ArgPat {
     spec: ValueSpec,
     optional: bool,
     /// `{type}...` (one or more) and `{type}*` (any number) repeat the last pattern.
     repeat: bool,
+}
+
+/// A command is stored by its words (the policy cache) and found again in the static table.
+mod command_by_name {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::flags::{self, Command};
+
+    pub fn serialize<S: Serializer>(c: &&'static Command, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.words)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<&'static Command, D::Error> {
+        let words = String::deserialize(d)?;
+        flags::command(&words).ok_or_else(|| D::Error::custom(format!("unknown docker command {words:?}")))
+    }
 }
 
 const PULL_POLICIES: &[&str] = &["never", "missing", "always"];

@@ -3,6 +3,8 @@
 //! that docker reads it one way only; the differential tests hold docker to that reading.
 #![forbid(unsafe_code)]
 
+use serde::{Deserialize, Serialize};
+
 use super::engine::{self, Volume};
 use super::image::{self, Allowlist};
 
@@ -17,7 +19,7 @@ pub const BUILTINS: &[(&str, DockerType)] = &[
     ("docker_env", DockerType::Env),
 ];
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum DockerType {
     /// `[a-zA-Z0-9][a-zA-Z0-9_.-]+` as docker's own name check, at most 128 characters.
     ContainerName,
