@@ -80,7 +80,8 @@ mod command_by_name {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<&'static Command, D::Error> {
         let words = String::deserialize(d)?;
-        flags::command(&words).ok_or_else(|| D::Error::custom(format!("unknown docker command {words:?}")))
+        flags::command(&words)
+            .ok_or_else(|| D::Error::custom(format!("unknown docker command {words:?}")))
     }
 }
 
