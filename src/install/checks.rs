@@ -318,20 +318,24 @@ pub fn sudo_listing(user: &str) -> Result<(Vec<String>, Vec<String>), String> {
         .output()
         .map_err(|e| format!("cannot run sudo -l: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut defaults = Vec::new();
-    let mut commands = Vec::new();
+    Ok(parse_listing(&text))
+}
+
+/// Reads `sudo -l -U` output, which sudo wraps at 80 columns: Defaults entries are joined and
+/// split on ", "; a command entry starts at a 4-space indent and continues at a deeper one.
+fn parse_listing(text: &str) -> (Vec<String>, Vec<String>) {
+    let mut defaults_text = String::new();
+    let mut commands: Vec<String> = Vec::new();
     let mut section = 0;
     for line in text.lines() {
-        if line.starts_with("Matching Defaults entries") {
-            section = 1;
-            continue;
-        }
-        if line.contains("may run the following commands") {
-            section = 2;
-            continue;
-        }
-        if line.starts_with("Runas and Command-specific defaults") {
-            section = 3;
+        if !line.starts_with(' ') {
+            section = if line.starts_with("Matching Defaults entries") {
+                1
+            } else if line.contains("may run the following commands") {
+                2
+            } else {
+                0
+            };
             continue;
         }
         let l = line.trim();
@@ -339,12 +343,26 @@ pub fn sudo_listing(user: &str) -> Result<(Vec<String>, Vec<String>), String> {
             continue;
         }
         match section {
-            1 => defaults.extend(l.split(", ").map(str::to_string)),
+            1 => {
+                defaults_text.push(' ');
+                defaults_text.push_str(l);
+            }
+            2 if line.starts_with("     ") => {
+                if let Some(last) = commands.last_mut() {
+                    last.push(' ');
+                    last.push_str(l);
+                }
+            }
             2 => commands.push(l.to_string()),
             _ => {}
         }
     }
-    Ok((defaults, commands))
+    let defaults = defaults_text
+        .split(", ")
+        .map(|d| d.trim().trim_end_matches(',').replace("\\:", ":"))
+        .filter(|d| !d.is_empty())
+        .collect();
+    (defaults, commands)
 }
 
 /// After install: the user may run the gateway entry and nothing else, with the shims first in
@@ -485,6 +503,21 @@ mod tests {
             let want: Option<Vec<PathBuf>> = want.map(|w| w.iter().map(|f| home.join(f)).collect());
             assert_eq!(got, want, "{why}");
         }
+    }
+
+    #[test]
+    fn wrapped_sudo_listings_are_read_whole() {
+        let text = "Matching Defaults entries for u on vm:\n    env_reset, mail_badpass,\n    \
+            secure_path=/usr/local/sbin\\:/bin,\n    use_pty,\n    secure_path=/shims\\:/bin\n\n\
+            Runas and Command-specific defaults for u:\n    Defaults!/x env_keep+=\"A\n    B\"\n\n\
+            User u may run the following commands on vm:\n    (root) NOPASSWD: /a run *, /a ssh,\n        \
+            /shims/\n    (ALL) ALL\n";
+        let (defaults, commands) = parse_listing(text);
+        assert_eq!(
+            defaults,
+            ["env_reset", "mail_badpass", "secure_path=/usr/local/sbin:/bin", "use_pty", "secure_path=/shims:/bin"]
+        );
+        assert_eq!(commands, ["(root) NOPASSWD: /a run *, /a ssh, /shims/", "(ALL) ALL"]);
     }
 
     #[test]

@@ -40,12 +40,12 @@ fn ops(a: &[&str], b: &[&str]) -> Vec<(Op, usize, usize)> {
             out.push((Op::Keep, i, j));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i * w + j + 1] >= lcs[(i + 1) * w + j]) {
-            out.push((Op::Add, i, j));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[(i + 1) * w + j] >= lcs[i * w + j + 1]) {
             out.push((Op::Del, i, j));
             i += 1;
+        } else {
+            out.push((Op::Add, i, j));
+            j += 1;
         }
     }
     out

@@ -20,6 +20,7 @@ use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -139,8 +140,14 @@ fn lock() -> Result<Flock<fs::File>, String> {
         .write(true)
         .open(LOCK_PATH)
         .map_err(|e| format!("cannot open {LOCK_PATH}: {e}"))?;
-    Flock::lock(f, FlockArg::LockExclusiveNonblock)
-        .map_err(|_| "another gateway install or uninstall is running".to_string())
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(l),
+        Err((f, _)) => {
+            println!("waiting for another gateway install or uninstall to finish");
+            Flock::lock(f, FlockArg::LockExclusive)
+                .map_err(|(_, e)| format!("cannot lock {LOCK_PATH}: {e}"))
+        }
+    }
 }
 
 /// The entry to record as "what was there before gateway".
@@ -169,14 +176,71 @@ fn visudo_check_file(path: &Path) -> Result<(), String> {
     run_checked(&[
         VISUDO.to_string(),
         "-c".into(),
-        "-q".into(),
         "-f".into(),
         path.display().to_string(),
     ])
 }
 
+/// Checks a staged sudoers file alone, then the whole configuration as sudo will read it once
+/// the staged file replaces `target`: a copy of /etc/sudoers whose include lines name each file
+/// explicitly, the staged one in the target's place. So a clash between files (an alias defined
+/// twice) is found before anything is renamed.
+fn visudo_check_combined(target: &Path, staged: &Path) -> Result<(), String> {
+    visudo_check_file(staged)?;
+    let main_path = if target == Path::new(SUDOERS) {
+        staged.to_path_buf()
+    } else {
+        PathBuf::from(SUDOERS)
+    };
+    let main = fs::read_to_string(&main_path)
+        .map_err(|e| format!("cannot read {}: {e}", main_path.display()))?;
+    let quote = |p: &Path| format!("@include \"{}\"\n", p.display().to_string().replace('"', "\\\""));
+    let mut combined = String::new();
+    for line in main.split_inclusive('\n') {
+        let incs = sudoers::includes(line, Path::new("/etc"));
+        match incs.first() {
+            Some(sudoers::Include::Dir(d)) => {
+                let mut names: Vec<String> = fs::read_dir(d)
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .filter(|n| sudoers::included_name(n))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if target.parent() == Some(d.as_path()) {
+                    let t = target.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                    if !names.contains(&t) {
+                        names.push(t);
+                    }
+                }
+                names.sort();
+                for n in names {
+                    let p = d.join(&n);
+                    combined.push_str(&quote(if p == target { staged } else { &p }));
+                }
+            }
+            Some(sudoers::Include::File(f)) if f == target => combined.push_str(&quote(staged)),
+            // Made absolute: the copy is read from a private directory, not from /etc.
+            Some(sudoers::Include::File(f)) => combined.push_str(&quote(f)),
+            None => combined.push_str(line),
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("gateway-sudoers-check.{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let check = dir.join("sudoers");
+    tx::write_atomic(&check, combined.as_bytes(), 0o440, None)?;
+    let r = visudo_check_file(&check);
+    let _ = fs::remove_dir_all(&dir);
+    r.map_err(|e| format!("with this file in place, sudo would not parse its configuration: {e}"))
+}
+
 fn visudo_check_all() -> Result<(), String> {
-    run_checked(&[VISUDO.to_string(), "-c".into(), "-q".into()])
+    run_checked(&[VISUDO.to_string(), "-c".into()])
         .map_err(|e| format!("the whole sudoers configuration does not parse: {e}"))
 }
 
@@ -814,7 +878,7 @@ fn install_sudoers(
         return Err(format!("{VISUDO} is missing: is sudo installed?"));
     }
     let dropin = SUDOERS_TEMPLATE.replace("@USERS@", &names.join(", "));
-    let check = |p: &Path| visudo_check_file(p);
+    let dropin_check = |p: &Path| visudo_check_combined(Path::new(SUDOERS_DROPIN), p);
     let files = sudoers_files()?;
     if !files.iter().any(|f| f == Path::new(SUDOERS_DROPIN)) && !tx.dry_run {
         // Checked before writing anything: a drop-in sudo never reads would lock the users out.
@@ -840,7 +904,7 @@ fn install_sudoers(
         Path::new(SUDOERS_DROPIN),
         dropin.as_bytes(),
         0o440,
-        Some(&check),
+        Some(&dropin_check),
     )?;
     // Take the managed users out of every other rule.
     let accounts: Vec<sudoers::Account> = users
@@ -902,6 +966,7 @@ fn install_sudoers(
             .backup(path)?
             .ok_or_else(|| format!("cannot back up {}", path.display()))?;
         let written = PathBuf::from(format!("{}.installed", backup.display()));
+        let check = |p: &Path| visudo_check_combined(path, p);
         tx.put_file(path, new.as_bytes(), *mode, Some(&check))?;
         if !tx.dry_run {
             tx::write_atomic(&written, new.as_bytes(), 0o600, None)?;
@@ -1232,7 +1297,6 @@ fn apply_uninstall(
             "their old sudo rules stay removed (no sudo at all)"
         }
     );
-    let check = |p: &Path| visudo_check_file(p);
     if opts.restore_permissive {
         for c in st.sudoers.iter().rev() {
             let path = Path::new(&c.path);
@@ -1263,6 +1327,7 @@ fn apply_uninstall(
                 }
                 text.into_bytes()
             };
+            let check = |p: &Path| visudo_check_combined(path, p);
             tx.put_file(path, &restored, c.mode, Some(&check))?;
             if !tx.dry_run {
                 nix::unistd::chown(

@@ -1,0 +1,279 @@
+//! `gateway install` / `uninstall` as root against this machine's real sudo and sshd.
+//! Every test holds /run/gateway-tests.lock and puts every path it touches back on drop.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+const STOCK_LINE: &str = "gwti-sudo ALL=(ALL) NOPASSWD:ALL";
+const SHARED_LINE: &str = "gwti-agent, gwti-other ALL=(ALL) NOPASSWD:ALL";
+const STOCK_FILE: &str = "/etc/sudoers.d/gwti-stock";
+
+/// The stock state: a Vast.ai-style grant in /etc/sudoers, a line shared with another user in a
+/// drop-in, the agent's key in its own authorized_keys.
+fn stock(host: &mut Host, dir: &Path) -> std::path::PathBuf {
+    for u in ["gwti-sudo", "gwti-agent", "gwti-other"] {
+        host.user(u);
+    }
+    host.sudoers_line("/etc/sudoers", STOCK_LINE);
+    host.sudoers_line(STOCK_FILE, "# a comment that must survive");
+    host.sudoers_line(STOCK_FILE, SHARED_LINE);
+    let key = keypair(dir, "agent");
+    let ssh = Path::new("/home/gwti-agent/.ssh");
+    fs::create_dir_all(ssh).unwrap();
+    fs::copy(key.with_extension("pub"), ssh.join("authorized_keys")).unwrap();
+    ok(&["/usr/bin/chown", "-R", "gwti-agent:gwti-agent", ssh.to_str().unwrap()]);
+    key
+}
+
+fn sudo_as(user: &str, args: &[&str]) -> std::process::Output {
+    let mut argv = vec!["/usr/sbin/runuser", "-u", user, "--", "/usr/bin/sudo", "-n"];
+    argv.extend_from_slice(args);
+    sh(&argv)
+}
+
+fn ssh_as(key: &Path, port: u16, command: &str) -> std::process::Output {
+    let port = port.to_string();
+    sh(&[
+        "/usr/bin/ssh",
+        "-i",
+        key.to_str().unwrap(),
+        "-p",
+        &port,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "gwti-agent@127.0.0.1",
+        command,
+    ])
+}
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn sudoers_files() -> Vec<(std::path::PathBuf, gateway::install::tx::Entry)> {
+    let mut v: Vec<_> = tree(Path::new("/etc/sudoers.d")).into_iter().collect();
+    v.extend(tree(Path::new("/etc/sudoers")));
+    v
+}
+
+#[test]
+fn stock_grant_to_enforced_gateway_and_back_byte_for_byte() {
+    let mut host = Host::new();
+    let dir = scratch("e2e");
+    let key = stock(&mut host, &dir);
+    let before = sudoers_files();
+    let installed_paths = [
+        "/usr/local/bin/gateway",
+        "/etc/gateway",
+        "/usr/local/lib/gateway",
+        "/etc/ssh/sshd_config.d/00-gateway.conf",
+    ];
+    let before_paths: Vec<_> = installed_paths.iter().map(|p| tree(Path::new(p))).collect();
+
+    let o = gateway(&["install", "--all", "--policy", POLICY, "--ssh-user", "gwti-agent"]);
+    assert_eq!(o.status.code(), Some(0), "install failed:\n{}", text(&o));
+    let again = gateway(&["install", "--all", "--policy", POLICY, "--ssh-user", "gwti-agent"]);
+    assert!(
+        text(&again).contains("gateway-result: install ok changes=0"),
+        "a second install must change nothing:\n{}",
+        text(&again)
+    );
+
+    // sudo: through the shim, the allowed request runs as root; the rest never runs.
+    let rows: &[(&str, &[&str], Option<&str>, &str)] = &[
+        ("gwti-sudo", &["id", "-u"], Some("0"), "the policy's one shape runs as root"),
+        ("gwti-sudo", &["id", "-un"], None, "a neighbouring shape is denied by the gateway"),
+        ("gwti-sudo", &["/bin/sh", "-c", "id"], None, "the old NOPASSWD:ALL is gone"),
+        ("gwti-agent", &["id", "-u"], Some("0"), "the shared line's managed user goes through the gateway"),
+        ("gwti-agent", &["/usr/bin/id"], None, "absolute paths are not in the gateway's entry"),
+        ("gwti-other", &["/usr/bin/id", "-un"], Some("root"), "the other user on the shared line keeps its grant"),
+    ];
+    for (user, args, want, why) in rows {
+        let o = sudo_as(user, args);
+        match want {
+            Some(w) => assert_eq!(out(&o), *w, "{user} {args:?}: {why}: {}", text(&o)),
+            None => {
+                assert!(!o.status.success(), "{user} {args:?} ran: {why}");
+                assert!(!out(&o).contains("root") && out(&o) != "0", "{why}");
+            }
+        }
+    }
+    let denied = sudo_as("gwti-sudo", &["id", "-un"]);
+    assert_eq!(denied.status.code(), Some(77), "the gateway's deny status");
+
+    // ssh: the agent's key now reaches only the gateway.
+    let c = sshd("/etc/ssh/sshd_config", 2410, &["PidFile=none".into()]);
+    host.child(c);
+    let rows: &[(&str, Option<&str>, &str)] = &[
+        ("id -u", Some("0"), "allowed over SSH, run as root"),
+        ("sudo id -u", Some("0"), "the leading sudo word the agent is used to"),
+        ("id -un", None, "denied shape"),
+        ("id -u; sh", None, "shell syntax never reaches a shell"),
+        ("sh -c id", None, "no shell"),
+    ];
+    for (cmd, want, why) in rows {
+        let o = ssh_as(&key, 2410, cmd);
+        match want {
+            Some(w) => assert_eq!(out(&o), *w, "ssh {cmd:?}: {why}: {}", text(&o)),
+            None => assert_eq!(o.status.code(), Some(77), "ssh {cmd:?}: {why}: {}", text(&o)),
+        }
+    }
+    // A key added to the user's own file after install is not read.
+    let late = keypair(&dir, "late");
+    let mut keys = fs::read_to_string("/home/gwti-agent/.ssh/authorized_keys").unwrap();
+    keys.push_str(&fs::read_to_string(late.with_extension("pub")).unwrap());
+    fs::write("/home/gwti-agent/.ssh/authorized_keys", keys).unwrap();
+    let o = ssh_as(&late, 2410, "id -u");
+    assert_eq!(o.status.code(), Some(255), "the home directory's keys are not read: {}", text(&o));
+
+    let o = gateway(&["uninstall", "--restore-permissive"]);
+    assert_eq!(o.status.code(), Some(0), "uninstall failed:\n{}", text(&o));
+    assert_eq!(
+        sudoers_files(),
+        before,
+        "with --restore-permissive every sudoers file is byte-identical to before"
+    );
+    for (p, b) in installed_paths.iter().zip(&before_paths) {
+        assert!(tree(Path::new(p)) == *b, "{p} is not as it was before install");
+    }
+    let o = sudo_as("gwti-sudo", &["/usr/bin/id", "-un"]);
+    assert_eq!(out(&o), "root", "the permissive grant works again");
+}
+
+#[test]
+fn uninstall_without_restore_leaves_no_sudo_and_every_other_line() {
+    let mut host = Host::new();
+    let dir = scratch("norestore");
+    stock(&mut host, &dir);
+    let main_before = fs::read_to_string("/etc/sudoers").unwrap();
+    let stock_before = fs::read_to_string(STOCK_FILE).unwrap();
+    let o = gateway(&["install", "--sudo-restrictions", "--policy", POLICY]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = gateway(&["uninstall"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let want_main = main_before.replace(&format!("{STOCK_LINE}\n"), "");
+    assert_ne!(want_main, main_before);
+    assert_eq!(fs::read_to_string("/etc/sudoers").unwrap(), want_main, "only the grant line is gone");
+    let want_stock = stock_before.replace(SHARED_LINE, "gwti-other ALL=(ALL) NOPASSWD:ALL");
+    assert_eq!(
+        fs::read_to_string(STOCK_FILE).unwrap(),
+        want_stock,
+        "the shared line keeps the other user; the comment stays"
+    );
+    for u in ["gwti-sudo", "gwti-agent"] {
+        let (_, commands) = gateway::install::checks::sudo_listing(u).unwrap();
+        assert!(commands.is_empty(), "{u} keeps no sudo at all: {commands:?}");
+        assert!(!sudo_as(u, &["/usr/bin/id"]).status.success());
+    }
+}
+
+#[test]
+fn dry_run_changes_nothing_in_etc() {
+    let mut host = Host::new();
+    let dir = scratch("dry");
+    stock(&mut host, &dir);
+    let roots = ["/etc", "/usr/local", "/var/lib/gateway"];
+    let before: Vec<_> = roots.iter().map(|r| tree(Path::new(r))).collect();
+    let o = gateway(&[
+        "install", "--dry-run", "--all", "--policy", POLICY, "--ssh-user", "gwti-agent",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let t = text(&o);
+    for want in [
+        format!("-{STOCK_LINE}"),
+        "+++ /etc/sudoers.d/gateway".into(),
+        "+\tForceCommand /usr/local/bin/gateway ssh".into(),
+        "+restrict,command=\"/usr/local/bin/gateway ssh\" ssh-ed25519".into(),
+    ] {
+        assert!(t.contains(&want), "the dry run shows {want:?}:\n{t}");
+    }
+    let after: Vec<_> = roots.iter().map(|r| tree(Path::new(r))).collect();
+    for ((root, b), a) in roots.iter().zip(&before).zip(&after) {
+        let changed: Vec<_> = b
+            .iter()
+            .filter(|(p, e)| a.get(*p) != Some(e))
+            .map(|(p, _)| p)
+            .chain(a.keys().filter(|p| !b.contains_key(*p)))
+            .collect();
+        assert!(changed.is_empty(), "--dry-run changed {root}: {changed:?}");
+    }
+
+    // The same for uninstall's dry run over a real install.
+    assert_eq!(gateway(&["install", "--sudo-restrictions", "--policy", POLICY]).status.code(), Some(0));
+    let before: Vec<_> = roots.iter().map(|r| tree(Path::new(r))).collect();
+    let o = gateway(&["uninstall", "--dry-run", "--restore-permissive"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains(&format!("+{STOCK_LINE}")), "{}", text(&o));
+    let after: Vec<_> = roots.iter().map(|r| tree(Path::new(r))).collect();
+    assert!(before == after, "uninstall --dry-run changed a file");
+    assert_eq!(gateway(&["uninstall", "--restore-permissive"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_broken_policy_or_sudoers_never_lands() {
+    let mut host = Host::new();
+    let dir = scratch("broken");
+    stock(&mut host, &dir);
+    assert_eq!(
+        gateway(&["install", "--sudo-restrictions", "--policy", POLICY]).status.code(),
+        Some(0)
+    );
+    let roots = ["/etc", "/usr/local/lib/gateway", "/usr/local/bin"];
+    let snapshot = || -> Vec<_> { roots.iter().map(|r| tree(Path::new(r))).collect() };
+    let good = fs::read_to_string(POLICY).unwrap();
+    let broken_syntax = dir.join("syntax.toml");
+    fs::write(&broken_syntax, good.replace("[rules.id-uid]", "[rules.id-uid")).unwrap();
+    let failing_test = dir.join("failing-test.toml");
+    let extra = "\n[[test]]\nuser = \"gwti-sudo\"\nwhy = \"wrong on purpose\"\nallow = [\"id -un\"]\n";
+    fs::write(&failing_test, format!("{good}{extra}")).unwrap();
+    let unknown_key = dir.join("unknown.toml");
+    fs::write(&unknown_key, good.replace("syslog = false", "syslog = false\nsyslogg = true")).unwrap();
+    // (policy, why)
+    let rows: &[(&Path, &str)] = &[
+        (&broken_syntax, "a TOML syntax error"),
+        (&failing_test, "a policy whose own [[test]] fails"),
+        (&unknown_key, "an unknown key (deny_unknown_fields)"),
+    ];
+    for (policy, why) in rows {
+        let before = snapshot();
+        let o = gateway(&["install", "--sudo-restrictions", "--update", "--policy", policy.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(78), "{why}: {}", text(&o));
+        assert!(before == snapshot(), "{why}: something changed");
+        assert_eq!(out(&sudo_as("gwti-sudo", &["id", "-u"])), "0", "{why}: the old policy still works");
+    }
+
+    // A sudoers configuration that fails visudo with the drop-in: an alias of the same name
+    // defined elsewhere. Install is refused and everything is put back.
+    assert_eq!(gateway(&["uninstall", "--restore-permissive"]).status.code(), Some(0));
+    host.sudoers_line("/etc/sudoers.d/gwti-alias", "User_Alias GATEWAY_USERS = gwti-other");
+    let before = snapshot();
+    let o = gateway(&["install", "--sudo-restrictions", "--policy", POLICY]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("already defined"), "visudo's reason is shown: {}", text(&o));
+    assert!(text(&o).contains("rolled back"), "{}", text(&o));
+    assert!(before == snapshot(), "the failed install left a change behind");
+    assert_eq!(out(&sudo_as("gwti-sudo", &["/usr/bin/id", "-un"])), "root", "the old grant still works");
+    ok(&["/usr/sbin/visudo", "-c", "-q"]);
+}
+
+#[test]
+fn without_flags_and_without_a_terminal_install_refuses() {
+    let mut host = Host::new();
+    host.user("gwti-sudo");
+    let before = tree(Path::new("/etc"));
+    let o = gateway(&["install", "--policy", POLICY]);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(text(&o).contains("--all"), "the usage names the flags: {}", text(&o));
+    assert!(tree(Path::new("/etc")) == before, "nothing changed");
+}
