@@ -62,7 +62,10 @@ fn deploy_reports_each_host_and_one_failure_does_not_stop_the_others() {
     let dir = scratch("deploy");
     host.user("gwti-sudo");
     host.user("gwti-other");
-    host.sudoers_line("/etc/sudoers.d/gwti-stock", "gwti-sudo ALL=(ALL) NOPASSWD:ALL");
+    host.sudoers_line(
+        "/etc/sudoers.d/gwti-stock",
+        "gwti-sudo ALL=(ALL) NOPASSWD:ALL",
+    );
     let before = fs::read("/etc/sudoers.d/gwti-stock").unwrap();
     let binary_before = tree(Path::new("/usr/local/bin/gateway"));
     let key = keypair(&dir, "operator");
@@ -72,44 +75,117 @@ fn deploy_reports_each_host_and_one_failure_does_not_stop_the_others() {
     let servers = "gwti-a,gwti-b,gwti-c,gwti-d";
 
     let o = gateway(&[
-        "deploy", "--servers", servers, "--ssh-config", cfg, "--dry-run",
-        "--sudo-restrictions", "--policy", POLICY,
+        "deploy",
+        "--servers",
+        servers,
+        "--ssh-config",
+        cfg,
+        "--dry-run",
+        "--sudo-restrictions",
+        "--policy",
+        POLICY,
     ]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert_eq!(row(&t, "gwti-a")[1], "ok", "{t}");
-    assert!(t.contains("[gwti-a] -gwti-sudo ALL=(ALL) NOPASSWD:ALL"), "the dry run's diff is shown per host:\n{t}");
-    assert_eq!(fs::read("/etc/sudoers.d/gwti-stock").unwrap(), before, "a dry run changes nothing");
+    assert!(
+        t.contains("[gwti-a] -gwti-sudo ALL=(ALL) NOPASSWD:ALL"),
+        "the dry run's diff is shown per host:\n{t}"
+    );
+    assert_eq!(
+        fs::read("/etc/sudoers.d/gwti-stock").unwrap(),
+        before,
+        "a dry run changes nothing"
+    );
     assert!(tree(Path::new("/usr/local/bin/gateway")) == binary_before);
 
     let o = gateway(&[
-        "deploy", "--servers", servers, "--ssh-config", cfg, "--sudo-restrictions", "--policy",
-        POLICY, "--parallel", "4",
+        "deploy",
+        "--servers",
+        servers,
+        "--ssh-config",
+        cfg,
+        "--sudo-restrictions",
+        "--policy",
+        POLICY,
+        "--parallel",
+        "4",
     ]);
     let t = text(&o);
-    assert_eq!(o.status.code(), Some(1), "a failed host makes deploy fail:\n{t}");
-    let (a, b, c, d) = (row(&t, "gwti-a"), row(&t, "gwti-b"), row(&t, "gwti-c"), row(&t, "gwti-d"));
-    assert_eq!((a[1], b[1]), ("ok", "ok"), "both reachable root hosts install:\n{t}");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed host makes deploy fail:\n{t}"
+    );
+    let (a, b, c, d) = (
+        row(&t, "gwti-a"),
+        row(&t, "gwti-b"),
+        row(&t, "gwti-c"),
+        row(&t, "gwti-d"),
+    );
+    assert_eq!(
+        (a[1], b[1]),
+        ("ok", "ok"),
+        "both reachable root hosts install:\n{t}"
+    );
     let changes: u32 = a[2].parse::<u32>().unwrap() + b[2].parse::<u32>().unwrap();
     assert!(changes > 0, "one of them made the changes:\n{t}");
-    assert!(a[2] == "0" || b[2] == "0", "the other found nothing left to do:\n{t}");
-    assert_eq!(c[1], "FAILED", "{t}");
-    assert!(c.join(" ").contains("Permission denied"), "the refused key is the reason:\n{t}");
-    assert_eq!(d[1], "FAILED", "{t}");
-    assert!(d.join(" ").contains("root"), "a non-root login fails on the remote side, and says why:\n{t}");
-    let o = sh(&["/usr/sbin/runuser", "-u", "gwti-sudo", "--", "/usr/bin/sudo", "-n", "id", "-u"]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0", "the deployed gateway works");
     assert!(
-        fs::read_dir("/tmp").unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with("gateway-deploy.")),
+        a[2] == "0" || b[2] == "0",
+        "the other found nothing left to do:\n{t}"
+    );
+    assert_eq!(c[1], "FAILED", "{t}");
+    assert!(
+        c.join(" ").contains("Permission denied"),
+        "the refused key is the reason:\n{t}"
+    );
+    assert_eq!(d[1], "FAILED", "{t}");
+    assert!(
+        d.join(" ").contains("root"),
+        "a non-root login fails on the remote side, and says why:\n{t}"
+    );
+    let o = sh(&[
+        "/usr/sbin/runuser",
+        "-u",
+        "gwti-sudo",
+        "--",
+        "/usr/bin/sudo",
+        "-n",
+        "id",
+        "-u",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "0",
+        "the deployed gateway works"
+    );
+    assert!(
+        fs::read_dir("/tmp").unwrap().flatten().all(|e| !e
+            .file_name()
+            .to_string_lossy()
+            .starts_with("gateway-deploy.")),
         "the remote temporary directories are removed"
     );
 
     let o = gateway(&[
-        "deploy", "--servers", "gwti-a", "--ssh-config", cfg, "--uninstall", "--restore-permissive",
+        "deploy",
+        "--servers",
+        "gwti-a",
+        "--ssh-config",
+        cfg,
+        "--uninstall",
+        "--restore-permissive",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(fs::read("/etc/sudoers.d/gwti-stock").unwrap(), before, "restored byte for byte");
-    assert!(tree(Path::new("/usr/local/bin/gateway")) == binary_before, "the binary is as before");
+    assert_eq!(
+        fs::read("/etc/sudoers.d/gwti-stock").unwrap(),
+        before,
+        "restored byte for byte"
+    );
+    assert!(
+        tree(Path::new("/usr/local/bin/gateway")) == binary_before,
+        "the binary is as before"
+    );
 }
 
 #[test]

@@ -25,7 +25,12 @@ fn stock(host: &mut Host, dir: &Path) -> std::path::PathBuf {
     let ssh = Path::new("/home/gwti-agent/.ssh");
     fs::create_dir_all(ssh).unwrap();
     fs::copy(key.with_extension("pub"), ssh.join("authorized_keys")).unwrap();
-    ok(&["/usr/bin/chown", "-R", "gwti-agent:gwti-agent", ssh.to_str().unwrap()]);
+    ok(&[
+        "/usr/bin/chown",
+        "-R",
+        "gwti-agent:gwti-agent",
+        ssh.to_str().unwrap(),
+    ]);
     key
 }
 
@@ -80,9 +85,23 @@ fn stock_grant_to_enforced_gateway_and_back_byte_for_byte() {
     ];
     let before_paths: Vec<_> = installed_paths.iter().map(|p| tree(Path::new(p))).collect();
 
-    let o = gateway(&["install", "--all", "--policy", POLICY, "--ssh-user", "gwti-agent"]);
+    let o = gateway(&[
+        "install",
+        "--all",
+        "--policy",
+        POLICY,
+        "--ssh-user",
+        "gwti-agent",
+    ]);
     assert_eq!(o.status.code(), Some(0), "install failed:\n{}", text(&o));
-    let again = gateway(&["install", "--all", "--policy", POLICY, "--ssh-user", "gwti-agent"]);
+    let again = gateway(&[
+        "install",
+        "--all",
+        "--policy",
+        POLICY,
+        "--ssh-user",
+        "gwti-agent",
+    ]);
     assert!(
         text(&again).contains("gateway-result: install ok changes=0"),
         "a second install must change nothing:\n{}",
@@ -91,12 +110,42 @@ fn stock_grant_to_enforced_gateway_and_back_byte_for_byte() {
 
     // sudo: through the shim, the allowed request runs as root; the rest never runs.
     let rows: &[(&str, &[&str], Option<&str>, &str)] = &[
-        ("gwti-sudo", &["id", "-u"], Some("0"), "the policy's one shape runs as root"),
-        ("gwti-sudo", &["id", "-un"], None, "a neighbouring shape is denied by the gateway"),
-        ("gwti-sudo", &["/bin/sh", "-c", "id"], None, "the old NOPASSWD:ALL is gone"),
-        ("gwti-agent", &["id", "-u"], Some("0"), "the shared line's managed user goes through the gateway"),
-        ("gwti-agent", &["/usr/bin/id"], None, "absolute paths are not in the gateway's entry"),
-        ("gwti-other", &["/usr/bin/id", "-un"], Some("root"), "the other user on the shared line keeps its grant"),
+        (
+            "gwti-sudo",
+            &["id", "-u"],
+            Some("0"),
+            "the policy's one shape runs as root",
+        ),
+        (
+            "gwti-sudo",
+            &["id", "-un"],
+            None,
+            "a neighbouring shape is denied by the gateway",
+        ),
+        (
+            "gwti-sudo",
+            &["/bin/sh", "-c", "id"],
+            None,
+            "the old NOPASSWD:ALL is gone",
+        ),
+        (
+            "gwti-agent",
+            &["id", "-u"],
+            Some("0"),
+            "the shared line's managed user goes through the gateway",
+        ),
+        (
+            "gwti-agent",
+            &["/usr/bin/id"],
+            None,
+            "absolute paths are not in the gateway's entry",
+        ),
+        (
+            "gwti-other",
+            &["/usr/bin/id", "-un"],
+            Some("root"),
+            "the other user on the shared line keeps its grant",
+        ),
     ];
     for (user, args, want, why) in rows {
         let o = sudo_as(user, args);
@@ -116,7 +165,11 @@ fn stock_grant_to_enforced_gateway_and_back_byte_for_byte() {
     host.child(c);
     let rows: &[(&str, Option<&str>, &str)] = &[
         ("id -u", Some("0"), "allowed over SSH, run as root"),
-        ("sudo id -u", Some("0"), "the leading sudo word the agent is used to"),
+        (
+            "sudo id -u",
+            Some("0"),
+            "the leading sudo word the agent is used to",
+        ),
         ("id -un", None, "denied shape"),
         ("id -u; sh", None, "shell syntax never reaches a shell"),
         ("sh -c id", None, "no shell"),
@@ -125,7 +178,12 @@ fn stock_grant_to_enforced_gateway_and_back_byte_for_byte() {
         let o = ssh_as(&key, 2410, cmd);
         match want {
             Some(w) => assert_eq!(out(&o), *w, "ssh {cmd:?}: {why}: {}", text(&o)),
-            None => assert_eq!(o.status.code(), Some(77), "ssh {cmd:?}: {why}: {}", text(&o)),
+            None => assert_eq!(
+                o.status.code(),
+                Some(77),
+                "ssh {cmd:?}: {why}: {}",
+                text(&o)
+            ),
         }
     }
     // A key added to the user's own file after install is not read.
@@ -134,7 +192,12 @@ fn stock_grant_to_enforced_gateway_and_back_byte_for_byte() {
     keys.push_str(&fs::read_to_string(late.with_extension("pub")).unwrap());
     fs::write("/home/gwti-agent/.ssh/authorized_keys", keys).unwrap();
     let o = ssh_as(&late, 2410, "id -u");
-    assert_eq!(o.status.code(), Some(255), "the home directory's keys are not read: {}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(255),
+        "the home directory's keys are not read: {}",
+        text(&o)
+    );
 
     let o = gateway(&["uninstall", "--restore-permissive"]);
     assert_eq!(o.status.code(), Some(0), "uninstall failed:\n{}", text(&o));
@@ -144,7 +207,10 @@ fn stock_grant_to_enforced_gateway_and_back_byte_for_byte() {
         "with --restore-permissive every sudoers file is byte-identical to before"
     );
     for (p, b) in installed_paths.iter().zip(&before_paths) {
-        assert!(tree(Path::new(p)) == *b, "{p} is not as it was before install");
+        assert!(
+            tree(Path::new(p)) == *b,
+            "{p} is not as it was before install"
+        );
     }
     let o = sudo_as("gwti-sudo", &["/usr/bin/id", "-un"]);
     assert_eq!(out(&o), "root", "the permissive grant works again");
@@ -164,7 +230,11 @@ fn uninstall_without_restore_leaves_no_sudo_and_every_other_line() {
 
     let want_main = main_before.replace(&format!("{STOCK_LINE}\n"), "");
     assert_ne!(want_main, main_before);
-    assert_eq!(fs::read_to_string("/etc/sudoers").unwrap(), want_main, "only the grant line is gone");
+    assert_eq!(
+        fs::read_to_string("/etc/sudoers").unwrap(),
+        want_main,
+        "only the grant line is gone"
+    );
     let want_stock = stock_before.replace(SHARED_LINE, "gwti-other ALL=(ALL) NOPASSWD:ALL");
     assert_eq!(
         fs::read_to_string(STOCK_FILE).unwrap(),
@@ -173,7 +243,10 @@ fn uninstall_without_restore_leaves_no_sudo_and_every_other_line() {
     );
     for u in ["gwti-sudo", "gwti-agent"] {
         let (_, commands) = gateway::install::checks::sudo_listing(u).unwrap();
-        assert!(commands.is_empty(), "{u} keeps no sudo at all: {commands:?}");
+        assert!(
+            commands.is_empty(),
+            "{u} keeps no sudo at all: {commands:?}"
+        );
         assert!(!sudo_as(u, &["/usr/bin/id"]).status.success());
     }
 }
@@ -186,7 +259,13 @@ fn dry_run_changes_nothing_in_etc() {
     let roots = ["/etc", "/usr/local", "/var/lib/gateway"];
     let before: Vec<_> = roots.iter().map(|r| tree(Path::new(r))).collect();
     let o = gateway(&[
-        "install", "--dry-run", "--all", "--policy", POLICY, "--ssh-user", "gwti-agent",
+        "install",
+        "--dry-run",
+        "--all",
+        "--policy",
+        POLICY,
+        "--ssh-user",
+        "gwti-agent",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let t = text(&o);
@@ -210,14 +289,24 @@ fn dry_run_changes_nothing_in_etc() {
     }
 
     // The same for uninstall's dry run over a real install.
-    assert_eq!(gateway(&["install", "--sudo-restrictions", "--policy", POLICY]).status.code(), Some(0));
+    assert_eq!(
+        gateway(&["install", "--sudo-restrictions", "--policy", POLICY])
+            .status
+            .code(),
+        Some(0)
+    );
     let before: Vec<_> = roots.iter().map(|r| tree(Path::new(r))).collect();
     let o = gateway(&["uninstall", "--dry-run", "--restore-permissive"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains(&format!("+{STOCK_LINE}")), "{}", text(&o));
     let after: Vec<_> = roots.iter().map(|r| tree(Path::new(r))).collect();
     assert!(before == after, "uninstall --dry-run changed a file");
-    assert_eq!(gateway(&["uninstall", "--restore-permissive"]).status.code(), Some(0));
+    assert_eq!(
+        gateway(&["uninstall", "--restore-permissive"])
+            .status
+            .code(),
+        Some(0)
+    );
 }
 
 #[test]
@@ -226,19 +315,30 @@ fn a_broken_policy_or_sudoers_never_lands() {
     let dir = scratch("broken");
     stock(&mut host, &dir);
     assert_eq!(
-        gateway(&["install", "--sudo-restrictions", "--policy", POLICY]).status.code(),
+        gateway(&["install", "--sudo-restrictions", "--policy", POLICY])
+            .status
+            .code(),
         Some(0)
     );
     let roots = ["/etc", "/usr/local/lib/gateway", "/usr/local/bin"];
     let snapshot = || -> Vec<_> { roots.iter().map(|r| tree(Path::new(r))).collect() };
     let good = fs::read_to_string(POLICY).unwrap();
     let broken_syntax = dir.join("syntax.toml");
-    fs::write(&broken_syntax, good.replace("[rules.id-uid]", "[rules.id-uid")).unwrap();
+    fs::write(
+        &broken_syntax,
+        good.replace("[rules.id-uid]", "[rules.id-uid"),
+    )
+    .unwrap();
     let failing_test = dir.join("failing-test.toml");
-    let extra = "\n[[test]]\nuser = \"gwti-sudo\"\nwhy = \"wrong on purpose\"\nallow = [\"id -un\"]\n";
+    let extra =
+        "\n[[test]]\nuser = \"gwti-sudo\"\nwhy = \"wrong on purpose\"\nallow = [\"id -un\"]\n";
     fs::write(&failing_test, format!("{good}{extra}")).unwrap();
     let unknown_key = dir.join("unknown.toml");
-    fs::write(&unknown_key, good.replace("syslog = false", "syslog = false\nsyslogg = true")).unwrap();
+    fs::write(
+        &unknown_key,
+        good.replace("syslog = false", "syslog = false\nsyslogg = true"),
+    )
+    .unwrap();
     // (policy, why)
     let rows: &[(&Path, &str)] = &[
         (&broken_syntax, "a TOML syntax error"),
@@ -247,23 +347,52 @@ fn a_broken_policy_or_sudoers_never_lands() {
     ];
     for (policy, why) in rows {
         let before = snapshot();
-        let o = gateway(&["install", "--sudo-restrictions", "--update", "--policy", policy.to_str().unwrap()]);
+        let o = gateway(&[
+            "install",
+            "--sudo-restrictions",
+            "--update",
+            "--policy",
+            policy.to_str().unwrap(),
+        ]);
         assert_eq!(o.status.code(), Some(78), "{why}: {}", text(&o));
         assert!(before == snapshot(), "{why}: something changed");
-        assert_eq!(out(&sudo_as("gwti-sudo", &["id", "-u"])), "0", "{why}: the old policy still works");
+        assert_eq!(
+            out(&sudo_as("gwti-sudo", &["id", "-u"])),
+            "0",
+            "{why}: the old policy still works"
+        );
     }
 
     // A sudoers configuration that fails visudo with the drop-in: an alias of the same name
     // defined elsewhere. Install is refused and everything is put back.
-    assert_eq!(gateway(&["uninstall", "--restore-permissive"]).status.code(), Some(0));
-    host.sudoers_line("/etc/sudoers.d/gwti-alias", "User_Alias GATEWAY_USERS = gwti-other");
+    assert_eq!(
+        gateway(&["uninstall", "--restore-permissive"])
+            .status
+            .code(),
+        Some(0)
+    );
+    host.sudoers_line(
+        "/etc/sudoers.d/gwti-alias",
+        "User_Alias GATEWAY_USERS = gwti-other",
+    );
     let before = snapshot();
     let o = gateway(&["install", "--sudo-restrictions", "--policy", POLICY]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("already defined"), "visudo's reason is shown: {}", text(&o));
+    assert!(
+        text(&o).contains("already defined"),
+        "visudo's reason is shown: {}",
+        text(&o)
+    );
     assert!(text(&o).contains("rolled back"), "{}", text(&o));
-    assert!(before == snapshot(), "the failed install left a change behind");
-    assert_eq!(out(&sudo_as("gwti-sudo", &["/usr/bin/id", "-un"])), "root", "the old grant still works");
+    assert!(
+        before == snapshot(),
+        "the failed install left a change behind"
+    );
+    assert_eq!(
+        out(&sudo_as("gwti-sudo", &["/usr/bin/id", "-un"])),
+        "root",
+        "the old grant still works"
+    );
     ok(&["/usr/sbin/visudo", "-c", "-q"]);
 }
 
@@ -274,6 +403,10 @@ fn without_flags_and_without_a_terminal_install_refuses() {
     let before = tree(Path::new("/etc"));
     let o = gateway(&["install", "--policy", POLICY]);
     assert_eq!(o.status.code(), Some(64), "{}", text(&o));
-    assert!(text(&o).contains("--all"), "the usage names the flags: {}", text(&o));
+    assert!(
+        text(&o).contains("--all"),
+        "the usage names the flags: {}",
+        text(&o)
+    );
     assert!(tree(Path::new("/etc")) == before, "nothing changed");
 }

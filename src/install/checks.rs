@@ -515,9 +515,18 @@ mod tests {
         let (defaults, commands) = parse_listing(text);
         assert_eq!(
             defaults,
-            ["env_reset", "mail_badpass", "secure_path=/usr/local/sbin:/bin", "use_pty", "secure_path=/shims:/bin"]
+            [
+                "env_reset",
+                "mail_badpass",
+                "secure_path=/usr/local/sbin:/bin",
+                "use_pty",
+                "secure_path=/shims:/bin"
+            ]
         );
-        assert_eq!(commands, ["(root) NOPASSWD: /a run *, /a ssh, /shims/", "(ALL) ALL"]);
+        assert_eq!(
+            commands,
+            ["(root) NOPASSWD: /a run *, /a ssh, /shims/", "(ALL) ALL"]
+        );
     }
 
     #[test]

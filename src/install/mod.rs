@@ -194,7 +194,12 @@ fn visudo_check_combined(target: &Path, staged: &Path) -> Result<(), String> {
     };
     let main = fs::read_to_string(&main_path)
         .map_err(|e| format!("cannot read {}: {e}", main_path.display()))?;
-    let quote = |p: &Path| format!("@include \"{}\"\n", p.display().to_string().replace('"', "\\\""));
+    let quote = |p: &Path| {
+        format!(
+            "@include \"{}\"\n",
+            p.display().to_string().replace('"', "\\\"")
+        )
+    };
     let mut combined = String::new();
     for line in main.split_inclusive('\n') {
         let incs = sudoers::includes(line, Path::new("/etc"));
@@ -209,7 +214,11 @@ fn visudo_check_combined(target: &Path, staged: &Path) -> Result<(), String> {
                     })
                     .unwrap_or_default();
                 if target.parent() == Some(d.as_path()) {
-                    let t = target.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                    let t = target
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
                     if !names.contains(&t) {
                         names.push(t);
                     }

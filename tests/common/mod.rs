@@ -14,7 +14,10 @@ use gateway::install::tx::{read_entry, Entry};
 use nix::fcntl::{Flock, FlockArg};
 
 pub const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
-pub const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/install-policy.toml");
+pub const POLICY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/install-policy.toml"
+);
 
 /// Everything these tests may change. Users' homes and mail spools are handled separately.
 const GUARDED: &[&str] = &[
@@ -162,8 +165,16 @@ impl Host {
             nix::unistd::geteuid().is_root(),
             "the install tests change /etc and must run as root"
         );
-        for tool in ["/usr/sbin/visudo", "/usr/sbin/sshd", "/usr/bin/ssh", "/usr/sbin/useradd"] {
-            assert!(Path::new(tool).exists(), "{tool} is missing: install sudo, openssh-server, openssh-client, passwd");
+        for tool in [
+            "/usr/sbin/visudo",
+            "/usr/sbin/sshd",
+            "/usr/bin/ssh",
+            "/usr/sbin/useradd",
+        ] {
+            assert!(
+                Path::new(tool).exists(),
+                "{tool} is missing: install sudo, openssh-server, openssh-client, passwd"
+            );
         }
         let f = fs::OpenOptions::new()
             .create(true)
@@ -263,11 +274,16 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn sshd(config: &str, port: u16, options: &[String]) -> Child {
     let mut c = Command::new("/usr/sbin/sshd");
     c.args(["-D", "-e", "-f", config]);
-    c.args(["-o", &format!("Port={port}"), "-o", "ListenAddress=127.0.0.1"]);
+    c.args([
+        "-o",
+        &format!("Port={port}"),
+        "-o",
+        "ListenAddress=127.0.0.1",
+    ]);
     for o in options {
         c.args(["-o", o]);
     }
-    let child = c
+    let mut child = c
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -279,5 +295,7 @@ pub fn sshd(config: &str, port: u16, options: &[String]) -> Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("sshd on port {port} did not start");
 }
