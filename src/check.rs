@@ -32,7 +32,7 @@ pub fn run(opts: Options) -> u8 {
             "warning: `gateway run` and `gateway ssh` would deny every request with this file"
         );
     }
-    let policy = match Policy::load(&opts.config) {
+    let policy = match Policy::load_strict(&opts.config) {
         Ok(p) => p,
         Err(diags) => {
             for d in &diags {

@@ -230,7 +230,7 @@ fn judge(policy: &Policy, req: &Request, argv: &[String]) -> Decision {
                 }
             }
             Err(r) => {
-                if best.as_ref().is_none_or(|(b, _)| r.index > b.index) {
+                if best.as_ref().is_none_or(|(b, _)| r.outranks(b)) {
                     best = Some((r, rule));
                 }
             }
@@ -396,7 +396,7 @@ fn inner_plan(
             Err(mut r) => {
                 r.index += 1;
                 r.message = format!("{}: {}", program.name, r.message);
-                if best.as_ref().is_none_or(|b| r.index > b.index) {
+                if best.as_ref().is_none_or(|b| r.outranks(b)) {
                     best = Some(r);
                 }
             }

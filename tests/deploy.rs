@@ -2,12 +2,12 @@
 //! machine, so two of them installing at once also exercises install's lock (the second run
 //! waits and then has nothing to change).
 
-mod common;
+mod install_host;
 
 use std::fs;
 use std::path::Path;
 
-use common::*;
+use install_host::*;
 
 /// One sshd per host name; returns the ssh_config text for them.
 fn hosts(host: &mut Host, dir: &Path, key: &Path) -> String {

@@ -1,12 +1,12 @@
 //! `gateway install` / `uninstall` as root against this machine's real sudo and sshd.
 //! Every test holds /run/gateway-tests.lock and puts every path it touches back on drop.
 
-mod common;
+mod install_host;
 
 use std::fs;
 use std::path::Path;
 
-use common::*;
+use install_host::*;
 
 const STOCK_LINE: &str = "gwti-sudo ALL=(ALL) NOPASSWD:ALL";
 const SHARED_LINE: &str = "gwti-agent, gwti-other ALL=(ALL) NOPASSWD:ALL";

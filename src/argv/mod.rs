@@ -12,8 +12,10 @@ pub mod split;
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// One option a tokeniser may recognise, with every spelling the program accepts for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OptDef {
     /// Spellings as typed on the command line: `-u`, `--unit`, `-pm`, `--query-gpu`, `if`.
     pub names: Vec<String>,
@@ -65,6 +67,8 @@ pub struct Parsed {
 pub enum ParseError {
     /// An option that is not in the table.
     UnknownOption { index: usize, option: String },
+    /// An unknown letter after known ones in a short cluster (`-vX`).
+    UnknownInCluster { index: usize, option: String },
     /// A long option written as a prefix of a known one (GNU getopt would accept it).
     Abbreviation {
         index: usize,
@@ -94,6 +98,7 @@ impl ParseError {
     pub fn index(&self) -> usize {
         match self {
             ParseError::UnknownOption { index, .. }
+            | ParseError::UnknownInCluster { index, .. }
             | ParseError::Abbreviation { index, .. }
             | ParseError::MissingValue { index, .. }
             | ParseError::UnexpectedValue { index, .. }
@@ -106,7 +111,8 @@ impl ParseError {
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ParseError::UnknownOption { option, .. } => {
+            ParseError::UnknownOption { option, .. }
+            | ParseError::UnknownInCluster { option, .. } => {
                 write!(f, "option {option} is not allowed")
             }
             ParseError::Abbreviation { given, full, .. } => write!(

@@ -4,6 +4,7 @@
 //! the caller gets either a whole `Policy` or the list of what is wrong with it.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod diag;
 mod generic;
 mod raw;
@@ -16,6 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::argv::getopt::Order;
@@ -34,17 +36,19 @@ use value::{NamedType, PathRule, Pattern, ValueSpec};
 pub const POLICY_PATH: &str = "/etc/gateway/gateway.toml";
 const MAX_POLICY_BYTES: u64 = 1 << 20;
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Policy {
     pub file: String,
     pub settings: Settings,
     pub users: BTreeMap<String, User>,
     pub programs: BTreeMap<String, Program>,
     pub rules: BTreeMap<String, Rule>,
+    /// Only `check` runs them; the cache does not keep them.
+    #[serde(skip)]
     pub tests: Vec<TestCase>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     pub audit_log: PathBuf,
     pub syslog: bool,
@@ -69,7 +73,7 @@ impl Default for Settings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
     /// Deny what the rules do not allow.
     Enforce,
@@ -86,7 +90,7 @@ impl Mode {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct User {
     pub name: String,
     pub mode: Mode,
@@ -94,7 +98,7 @@ pub struct User {
 }
 
 /// How a program reads its argv.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Dialect {
     /// GNU getopt_long; `getopt+` stops at the first operand.
     Getopt(Order),
@@ -104,11 +108,12 @@ pub enum Dialect {
     Operands,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Program {
     pub name: String,
     pub paths: Vec<PathBuf>,
     pub dialect: Dialect,
+    #[serde(skip)]
     resolution: OnceLock<Resolution>,
 }
 
@@ -148,7 +153,7 @@ impl Program {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Rule {
     pub name: String,
     pub program: String,
@@ -159,7 +164,7 @@ pub struct Rule {
     body: RuleBody,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 enum RuleBody {
     Generic(GenericRule),
     Timeout(TimeoutRule),
@@ -174,29 +179,51 @@ pub enum Outcome {
     Wrap(Wrapped, Vec<String>),
 }
 
-/// Why a rule refused, and how far it read before refusing (to pick the most telling refusal).
+/// Why a rule refused, and how far it read before refusing: when several rules refuse, the
+/// one that got furthest, and among those one that recognised the word it refuses, explains
+/// the denial best.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub index: usize,
     pub argument: Option<String>,
     pub message: String,
+    /// The rule knew the refused word (its own option with a bad value, an abbreviation of one
+    /// of its options), rather than not knowing it at all.
+    pub specific: bool,
 }
 
 impl Refusal {
+    /// A word the rule recognised but refuses.
     pub fn at(index: usize, argument: &str, message: String) -> Refusal {
         Refusal {
             index,
             argument: Some(argument.to_string()),
             message,
+            specific: true,
         }
     }
 
+    /// A word the rule does not know at all.
+    pub fn unknown(index: usize, argument: &str, message: String) -> Refusal {
+        Refusal {
+            specific: false,
+            ..Refusal::at(index, argument, message)
+        }
+    }
+
+    /// Something missing or conflicting, found after reading every word.
     pub fn missing(index: usize, message: String) -> Refusal {
         Refusal {
             index,
             argument: None,
             message,
+            specific: true,
         }
+    }
+
+    /// Whether this refusal explains a denial better than `other`.
+    pub fn outranks(&self, other: &Refusal) -> bool {
+        (self.index, self.specific) > (other.index, other.specific)
     }
 }
 
@@ -261,8 +288,26 @@ impl Policy {
         Policy::parse(&name, &text)
     }
 
-    /// Validates policy text; `file` names it in diagnostics.
+    /// Validates policy text; `file` names it in diagnostics. Regexes are syntax-checked here
+    /// and built on first use.
     pub fn parse(file: &str, text: &str) -> Result<Policy, Vec<Diagnostic>> {
+        Policy::parse_with(file, text, false)
+    }
+
+    /// Like `parse`, and also builds every regex, so a pattern too large to build is reported
+    /// with its position (`gateway check`).
+    pub fn parse_strict(file: &str, text: &str) -> Result<Policy, Vec<Diagnostic>> {
+        Policy::parse_with(file, text, true)
+    }
+
+    /// `load`, with every regex built (`gateway check`).
+    pub fn load_strict(path: &Path) -> Result<Policy, Vec<Diagnostic>> {
+        let name = path.display().to_string();
+        let text = read_bounded(path).map_err(|e| vec![Diagnostic::whole(&name, e)])?;
+        Policy::parse_strict(&name, &text)
+    }
+
+    fn parse_with(file: &str, text: &str, eager: bool) -> Result<Policy, Vec<Diagnostic>> {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
             vec![Diagnostic::at(
                 file,
@@ -272,6 +317,7 @@ impl Policy {
             )]
         })?;
         let mut b = Builder::new(file, text, &raw);
+        b.eager = eager;
         let policy = b.policy(&raw);
         match policy {
             Some(p) if b.errors.is_empty() => Ok(p),
@@ -329,6 +375,10 @@ pub(crate) struct Builder<'a> {
     types: BTreeMap<String, Arc<NamedType>>,
     resolving: BTreeSet<String>,
     programs: BTreeSet<String>,
+    /// Byte offset of each line start, for cheap line numbers.
+    line_starts: Vec<usize>,
+    /// Build every regex now (check) rather than on first use (run).
+    eager: bool,
 }
 
 const BUILTIN_TYPES: &[&str] = &["iface"];
@@ -343,6 +393,10 @@ impl<'a> Builder<'a> {
             types: BTreeMap::new(),
             resolving: BTreeSet::new(),
             programs: raw.programs.keys().map(|k| k.get_ref().clone()).collect(),
+            eager: false,
+            line_starts: std::iter::once(0)
+                .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
         }
     }
 
@@ -400,10 +454,15 @@ impl<'a> Builder<'a> {
     }
 
     fn pattern(&mut self, s: &Str) -> Option<Pattern> {
-        match Pattern::new(s.get_ref()) {
+        let built = Pattern::new(s.get_ref()).and_then(|p| {
+            if self.eager {
+                p.build()?;
+            }
+            Ok(p)
+        });
+        match built {
             Ok(p) => Some(p),
-            Err(e) => {
-                let detail = e.to_string();
+            Err(detail) => {
                 let last = detail.lines().last().unwrap_or("").trim().to_string();
                 self.error(
                     Some(s.span()),
@@ -733,8 +792,10 @@ impl<'a> Builder<'a> {
     }
 
     fn location(&self, span: Range<usize>) -> String {
-        let d = Diagnostic::at(self.file, self.source, Some(span), String::new());
-        format!("{}:{}", d.file, d.line)
+        let line = self
+            .line_starts
+            .partition_point(|&start| start <= span.start);
+        format!("{}:{line}", self.file)
     }
 
     fn tests(&mut self, raw: &RawPolicy) -> Vec<TestCase> {

@@ -1,49 +1,51 @@
-//! Shared by the install and deploy tests: the machine-wide test lock, a snapshot of every path
-//! the tests change (restored byte for byte on drop, even after a failed assertion), throw-away
-//! accounts and sshd instances on loopback.
+//! Shared end-to-end harness: real users, the real installed binary, real sudo, a real sshd on
+//! loopback. Everything it changes is restored on drop, and everything that touches shared
+//! system state runs under one lock file, so suites from different files never interleave.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
-use gateway::install::tx::{read_entry, Entry};
-use nix::fcntl::{Flock, FlockArg};
+pub const GATEWAY: &str = "/usr/local/bin/gateway";
+pub const POLICY: &str = "/etc/gateway/gateway.toml";
+pub const SUDOERS: &str = "/etc/sudoers.d/gateway";
+pub const SHIMS: &str = "/usr/local/lib/gateway/shims";
+pub const CACHE: &str = "/var/cache/gateway/policy.json";
+pub const LOCK: &str = "/run/gateway-tests.lock";
 
-pub const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
-pub const POLICY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/install-policy.toml"
-);
+/// Fails the test, loudly, unless it runs as root: these tests exist to use the real system.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this end-to-end test needs root (CI runs it as root through .ci/run)"
+    );
+}
 
-/// Everything these tests may change. Users' homes and mail spools are handled separately.
-const GUARDED: &[&str] = &[
-    "/etc/sudoers",
-    "/etc/sudoers.d",
-    "/etc/ssh/sshd_config.d",
-    "/etc/gateway",
-    "/usr/local/bin/gateway",
-    "/usr/local/lib/gateway",
-    "/var/lib/gateway",
-    "/var/log/gateway-gwti",
-    "/etc/passwd",
-    "/etc/passwd-",
-    "/etc/group",
-    "/etc/group-",
-    "/etc/shadow",
-    "/etc/shadow-",
-    "/etc/gshadow",
-    "/etc/gshadow-",
-    "/etc/subuid",
-    "/etc/subuid-",
-    "/etc/subgid",
-    "/etc/subgid-",
-];
+/// Holds the exclusive lock shared by every suite that changes system state.
+pub struct SystemLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
 
-pub fn sh(argv: &[&str]) -> Output {
+pub fn system_lock() -> SystemLock {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(LOCK)
+        .expect("open the shared test lock");
+    let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("take the shared test lock");
+    SystemLock(lock)
+}
+
+/// Runs a command from an argv (never a shell string) and returns its output.
+pub fn cmd(argv: &[&str]) -> Output {
     Command::new(argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
@@ -51,251 +53,372 @@ pub fn sh(argv: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
 }
 
-pub fn ok(argv: &[&str]) -> String {
-    let o = sh(argv);
+/// Like `cmd`, and fails the test unless the command succeeds.
+pub fn cmd_ok(argv: &[&str]) -> Output {
+    let out = cmd(argv);
     assert!(
-        o.status.success(),
-        "{argv:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+        out.status.success(),
+        "{argv:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The gateway binary with arguments; prints its output for the test log.
-pub fn gateway(args: &[&str]) -> Output {
-    let o = Command::new(GATEWAY)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run gateway");
-    println!(
-        "$ gateway {}\n{}{}(exit {:?})",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
-        o.status.code()
-    );
-    o
-}
-
-pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Every entry under `root` (the root included), by path.
-pub fn tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
-    let mut out = BTreeMap::new();
-    fn walk(p: &Path, out: &mut BTreeMap<PathBuf, Entry>) {
-        let e = match read_entry(p) {
-            Ok(e) => e,
-            // Sockets and fifos: present, content not comparable.
-            Err(_) => Entry::Link(PathBuf::from("<special>")),
-        };
-        let is_dir = matches!(e, Entry::Dir { .. });
-        out.insert(p.to_path_buf(), e);
-        if is_dir {
-            let mut names: Vec<_> = fs::read_dir(p)
-                .map(|d| d.flatten().map(|e| e.path()).collect())
-                .unwrap_or_default();
-            names.sort();
-            for n in names {
-                walk(&n, out);
-            }
-        }
-    }
-    if fs::symlink_metadata(root).is_ok() {
-        walk(root, &mut out);
-    }
     out
 }
 
-fn remove_all(p: &Path) {
-    match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => {
-            let _ = fs::remove_dir_all(p);
-        }
-        Ok(_) => {
-            let _ = fs::remove_file(p);
-        }
-        Err(_) => {}
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("gwtest-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
     }
 }
 
-fn put_back(path: &Path, e: &Entry) {
-    use std::os::unix::fs::chown;
-    match e {
-        Entry::Absent => {}
-        Entry::Dir { mode, uid, gid } => {
-            let _ = fs::create_dir(path);
-            let _ = chown(path, Some(*uid), Some(*gid));
-            let _ = fs::set_permissions(path, fs::Permissions::from_mode(*mode));
-        }
-        Entry::File {
-            bytes,
-            mode,
-            uid,
-            gid,
-        } => {
-            let _ = fs::write(path, bytes);
-            let _ = chown(path, Some(*uid), Some(*gid));
-            let _ = fs::set_permissions(path, fs::Permissions::from_mode(*mode));
-        }
-        Entry::Link(t) => {
-            let _ = std::os::unix::fs::symlink(t, path);
-        }
-    }
-}
-
-/// Holds the machine-wide test lock and puts every guarded path back on drop.
-pub struct Host {
-    _lock: Flock<fs::File>,
-    saved: Vec<(PathBuf, BTreeMap<PathBuf, Entry>)>,
-    users: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Host {
-    pub fn new() -> Host {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the install tests change /etc and must run as root"
-        );
-        for tool in [
-            "/usr/sbin/visudo",
-            "/usr/sbin/sshd",
-            "/usr/bin/ssh",
-            "/usr/sbin/useradd",
-        ] {
-            assert!(
-                Path::new(tool).exists(),
-                "{tool} is missing: install sudo, openssh-server, openssh-client, passwd"
-            );
-        }
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open("/run/gateway-tests.lock")
-            .expect("open /run/gateway-tests.lock");
-        let lock = Flock::lock(f, FlockArg::LockExclusive).expect("flock");
-        let _ = fs::create_dir_all("/run/sshd");
-        let saved = GUARDED
-            .iter()
-            .map(|p| (PathBuf::from(p), tree(Path::new(p))))
-            .collect();
-        Host {
-            _lock: lock,
-            saved,
-            users: Vec::new(),
-            children: Vec::new(),
-        }
-    }
-
-    pub fn user(&mut self, name: &str) {
-        assert!(name.starts_with("gwti"), "test users are gwti*");
-        let _ = sh(&["/usr/sbin/userdel", "-r", name]);
-        ok(&["/usr/sbin/useradd", "-m", "-s", "/bin/bash", name]);
-        self.users.push(name.to_string());
-    }
-
-    pub fn child(&mut self, c: Child) {
-        self.children.push(c);
-    }
-
-    /// Appends a line to a sudoers file (created 0440 if missing).
-    pub fn sudoers_line(&self, path: &str, line: &str) {
-        let mut t = fs::read_to_string(path).unwrap_or_default();
-        t.push_str(line);
-        t.push('\n');
-        fs::write(path, t).unwrap();
-        fs::set_permissions(path, fs::Permissions::from_mode(0o440)).unwrap();
-        ok(&["/usr/sbin/visudo", "-c", "-q"]);
-    }
-}
-
-impl Drop for Host {
+impl Drop for TempDir {
     fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for u in &self.users {
-            let _ = fs::remove_dir_all(format!("/home/{u}"));
-            let _ = fs::remove_file(format!("/var/mail/{u}"));
-        }
-        for (root, entries) in &self.saved {
-            remove_all(root);
-            for (p, e) in entries {
-                put_back(p, e);
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file's bytes, mode and owner (or its absence), put back on drop.
+pub struct Restore {
+    path: PathBuf,
+    saved: Option<(Vec<u8>, u32, u32, u32)>,
+}
+
+impl Restore {
+    pub fn save(path: &str) -> Restore {
+        let p = PathBuf::from(path);
+        let saved = fs::symlink_metadata(&p)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| (fs::read(&p).unwrap(), m.mode(), m.uid(), m.gid()));
+        Restore { path: p, saved }
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        match &self.saved {
+            Some((bytes, mode, uid, gid)) => {
+                let _ = fs::write(&self.path, bytes);
+                let _ = fs::set_permissions(&self.path, fs::Permissions::from_mode(*mode));
+                let _ = std::os::unix::fs::chown(&self.path, Some(*uid), Some(*gid));
+            }
+            None => {
+                let _ = fs::remove_file(&self.path);
             }
         }
-        let after: Vec<_> = GUARDED.iter().map(|p| tree(Path::new(p))).collect();
-        for ((root, before), after) in self.saved.iter().zip(after) {
-            if *before != after && !std::thread::panicking() {
-                panic!("{} was not restored", root.display());
-            }
+    }
+}
+
+/// Writes a root-owned file atomically with the given mode.
+pub fn install_file(path: &str, bytes: &[u8], mode: u32) {
+    let p = Path::new(path);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let tmp = p.with_extension("gwtest-tmp");
+    fs::write(&tmp, bytes).unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).unwrap();
+    std::os::unix::fs::chown(&tmp, Some(0), Some(0)).unwrap();
+    fs::rename(&tmp, p).unwrap();
+}
+
+/// The gateway installed by hand from contrib/, exactly as the README tells an administrator:
+/// binary, policy, sudoers drop-in, shim links. Undone on drop.
+pub struct Installation {
+    _restores: Vec<Restore>,
+    shims: Vec<PathBuf>,
+    pub audit_log: PathBuf,
+}
+
+/// The sudoers drop-in from contrib/, for these users.
+pub fn render_sudoers(users: &[&str]) -> String {
+    let template = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/sudoers.d/gateway"
+    ))
+    .unwrap();
+    template.replace("@USERS@", &users.join(", "))
+}
+
+impl Installation {
+    pub fn new(policy_text: &str, users: &[&str]) -> Installation {
+        let restores = vec![
+            Restore::save(GATEWAY),
+            Restore::save(POLICY),
+            Restore::save(SUDOERS),
+            Restore::save(CACHE),
+        ];
+        let binary = fs::read(env!("CARGO_BIN_EXE_gateway")).unwrap();
+        install_file(GATEWAY, &binary, 0o755);
+        install_file(POLICY, policy_text.as_bytes(), 0o644);
+        let _ = fs::remove_file(CACHE);
+
+        let sudoers = render_sudoers(users);
+        let tmp = "/etc/gwtest-sudoers.check";
+        fs::write(tmp, &sudoers).unwrap();
+        let checked = cmd(&["visudo", "-cf", tmp]);
+        let _ = fs::remove_file(tmp);
+        assert!(
+            checked.status.success(),
+            "contrib sudoers drop-in fails visudo: {checked:?}"
+        );
+        install_file(SUDOERS, sudoers.as_bytes(), 0o440);
+
+        let policy = gateway::policy::Policy::parse("test policy", policy_text)
+            .unwrap_or_else(|e| panic!("test policy invalid: {}", e[0]));
+        fs::create_dir_all(SHIMS).unwrap();
+        let mut shims = Vec::new();
+        for name in policy.programs.keys() {
+            let link = Path::new(SHIMS).join(name);
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(GATEWAY, &link).unwrap();
+            shims.push(link);
+        }
+        Installation {
+            _restores: restores,
+            shims,
+            audit_log: policy.settings.audit_log.clone(),
         }
     }
-}
 
-/// An ed25519 key pair in `dir`; returns the private key's path.
-pub fn keypair(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(name);
-    let _ = fs::remove_file(&key);
-    let _ = fs::remove_file(key.with_extension("pub"));
-    ok(&[
-        "/usr/bin/ssh-keygen",
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-C",
-        name,
-        "-f",
-        key.to_str().unwrap(),
-    ]);
-    key
-}
-
-pub fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gwti-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Starts sshd in the foreground (`-D`) with extra `-o` options; waits until it listens.
-pub fn sshd(config: &str, port: u16, options: &[String]) -> Child {
-    let mut c = Command::new("/usr/sbin/sshd");
-    c.args(["-D", "-e", "-f", config]);
-    c.args([
-        "-o",
-        &format!("Port={port}"),
-        "-o",
-        "ListenAddress=127.0.0.1",
-    ]);
-    for o in options {
-        c.args(["-o", o]);
+    /// Audit records appended since `from` records were present.
+    pub fn audit_since(&self, from: usize) -> Vec<serde_json::Value> {
+        self.audit_all().into_iter().skip(from).collect()
     }
-    let mut child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start sshd");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
+
+    pub fn audit_all(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(&self.audit_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every audit line is JSON"))
+            .collect()
+    }
+}
+
+impl Drop for Installation {
+    fn drop(&mut self) {
+        for s in &self.shims {
+            let _ = fs::remove_file(s);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        let _ = fs::remove_dir(SHIMS);
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("sshd on port {port} did not start");
+}
+
+/// A local account, removed (with its home) on drop.
+pub struct TestUser {
+    pub name: String,
+}
+
+impl TestUser {
+    pub fn create(name: &str) -> TestUser {
+        let _ = cmd(&["pkill", "-KILL", "-u", name]);
+        let _ = cmd(&["userdel", "-r", "-f", name]);
+        cmd_ok(&["useradd", "-m", "-s", "/bin/bash", name]);
+        // '*' rather than the locked '!': sshd refuses key logins to locked accounts.
+        cmd_ok(&["usermod", "-p", "*", name]);
+        TestUser {
+            name: name.to_string(),
+        }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        PathBuf::from("/home").join(&self.name)
+    }
+
+    /// Runs `sudo -n ARGV...` as this user, the way the managed account calls it.
+    pub fn sudo(&self, argv: &[&str]) -> Output {
+        let mut full = vec!["runuser", "-u", &self.name, "--", "sudo", "-n"];
+        full.extend_from_slice(argv);
+        cmd(&full)
+    }
+
+    /// Runs ARGV as this user without sudo.
+    pub fn run(&self, argv: &[&str]) -> Output {
+        let mut full = vec!["runuser", "-u", &self.name, "--"];
+        full.extend_from_slice(argv);
+        cmd(&full)
+    }
+
+    /// Installs `line` as the user's only authorized key (root-owned, as install does).
+    pub fn authorize(&self, line: &str) {
+        let ssh = self.home().join(".ssh");
+        fs::create_dir_all(&ssh).unwrap();
+        fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&ssh, Some(0), Some(0)).unwrap();
+        let keys = ssh.join("authorized_keys");
+        fs::write(&keys, format!("{line}\n")).unwrap();
+        fs::set_permissions(&keys, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::chown(&keys, Some(0), Some(0)).unwrap();
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = cmd(&["pkill", "-KILL", "-u", &self.name]);
+        let _ = cmd(&["userdel", "-r", "-f", &self.name]);
+    }
+}
+
+/// An ed25519 key pair for the SSH client.
+pub struct ClientKey {
+    pub private: PathBuf,
+    pub public: String,
+}
+
+impl ClientKey {
+    pub fn generate(dir: &Path) -> ClientKey {
+        let private = dir.join("id_ed25519");
+        let p = private.to_str().unwrap();
+        cmd_ok(&[
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "gwtest",
+            "-f",
+            p,
+        ]);
+        let public = fs::read_to_string(format!("{p}.pub"))
+            .unwrap()
+            .trim()
+            .to_string();
+        ClientKey { private, public }
+    }
+}
+
+/// A real sshd listening on 127.0.0.1:port, stopped on drop.
+pub struct Sshd {
+    pub port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Sshd {
+    pub fn start(port: u16) -> Sshd {
+        let dir = TempDir::new(&format!("sshd{port}"));
+        let key = dir.path().join("host_ed25519");
+        let k = key.to_str().unwrap();
+        cmd_ok(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", k]);
+        fs::create_dir_all("/run/sshd").unwrap();
+        let config = dir.path().join("sshd_config");
+        let mut f = File::create(&config).unwrap();
+        write!(
+            f,
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {k}\nPidFile {}\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             UsePAM yes\nStrictModes yes\nLogLevel VERBOSE\n",
+            dir.path().join("sshd.pid").display()
+        )
+        .unwrap();
+        let sshd = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f", config.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.path().join("sshd.log")).unwrap())
+            .spawn()
+            .expect("start sshd (is openssh-server installed?)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not listen on port {port}"
+            );
+            sleep(Duration::from_millis(50));
+        }
+        Sshd {
+            port,
+            child: sshd,
+            _dir: dir,
+        }
+    }
+
+    /// `ssh user@127.0.0.1 COMMAND` with the given key; `None` sends no command.
+    pub fn ssh(&self, key: &ClientKey, user: &str, command: Option<&str>) -> Output {
+        let port = self.port.to_string();
+        let mut argv = vec![
+            "ssh",
+            "-T",
+            "-p",
+            &port,
+            "-i",
+            key.private.to_str().unwrap(),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-l",
+            user,
+            "127.0.0.1",
+        ];
+        if let Some(c) = command {
+            argv.push("--");
+            argv.push(c);
+        }
+        cmd(&argv)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes sure a syslog daemon listens on /dev/log (starts Debian's rsyslogd if none does).
+pub fn ensure_syslog() {
+    if Path::new("/dev/log").exists() {
+        return;
+    }
+    let started = cmd(&["rsyslogd"]);
+    assert!(
+        started.status.success(),
+        "no syslog on /dev/log and rsyslogd cannot start (apt-get install rsyslog): {started:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Path::new("/dev/log").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "rsyslogd did not create /dev/log"
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `path` contains `needle` (syslog writes asynchronously).
+pub fn wait_for_text(path: &str, needle: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        sleep(Duration::from_millis(100));
+    }
 }
