@@ -410,3 +410,119 @@ fn without_flags_and_without_a_terminal_install_refuses() {
     );
     assert!(tree(Path::new("/etc")) == before, "nothing changed");
 }
+
+#[test]
+fn the_real_accounts_with_the_built_in_policy_in_one_command() {
+    let mut host = Host::new();
+    let dir = scratch("real");
+    for u in ["vastai_kaalia", "ai-worker"] {
+        host.user(u);
+    }
+    host.sudoers_line("/etc/sudoers", "vastai_kaalia ALL=(ALL) NOPASSWD:ALL");
+    host.sudoers_line(
+        "/etc/sudoers.d/gwti-nixos-style",
+        "ai-worker ALL=(root) NOPASSWD: /usr/bin/docker ps *, /usr/bin/docker run *",
+    );
+    let key = keypair(&dir, "agent");
+    let ssh = Path::new("/home/ai-worker/.ssh");
+    fs::create_dir_all(ssh).unwrap();
+    fs::copy(key.with_extension("pub"), ssh.join("authorized_keys")).unwrap();
+    let before = sudoers_files();
+    // No --policy and none installed: the policy compiled into the binary.
+    let _ = fs::remove_file("/etc/gateway/gateway.toml");
+    let o = gateway(&["install", "--all", "--ssh-user", "ai-worker"]);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(2)),
+        "install failed:\n{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("(built-in gateway.toml)"), "{}", text(&o));
+    let rows: &[(&str, &[&str], Option<i32>, &str)] = &[
+        (
+            "vastai_kaalia",
+            &["ss", "-tln"],
+            Some(0),
+            "a read-only ss through its shim",
+        ),
+        (
+            "vastai_kaalia",
+            &["ss", "-K", "dst", "127.0.0.1"],
+            Some(77),
+            "ss -K kills sockets",
+        ),
+        (
+            "vastai_kaalia",
+            &["nvidia-smi", "-r"],
+            Some(77),
+            "a GPU reset is denied",
+        ),
+        (
+            "vastai_kaalia",
+            &["/bin/bash"],
+            Some(1),
+            "sudo itself refuses what the entry does not list",
+        ),
+        (
+            "ai-worker",
+            &["/usr/bin/docker", "run", "-v", "/:/host", "alpine"],
+            Some(1),
+            "the old docker run * rule is gone",
+        ),
+    ];
+    for (user, args, code, why) in rows {
+        let o = sudo_as(user, args);
+        assert_eq!(
+            o.status.code(),
+            *code,
+            "{user} {args:?}: {why}: {}",
+            text(&o)
+        );
+    }
+    host.child(sshd("/etc/ssh/sshd_config", 2411, &["PidFile=none".into()]));
+    let port = "2411";
+    let ssh_ai = |cmd: &str| {
+        sh(&[
+            "/usr/bin/ssh",
+            "-i",
+            key.to_str().unwrap(),
+            "-p",
+            port,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "ai-worker@127.0.0.1",
+            cmd,
+        ])
+    };
+    let rows: &[(&str, i32, &str)] = &[
+        ("sudo ss -tlnp", 0, "the agent's documented call"),
+        ("iptables -S", 0, "iptables -S is allowed for the agent"),
+        (
+            "docker run -v /:/host alpine cat /host/etc/shadow",
+            77,
+            "the motivating escape",
+        ),
+        ("bash -i", 77, "no shell"),
+    ];
+    for (cmd, code, why) in rows {
+        let o = ssh_ai(cmd);
+        assert_eq!(
+            o.status.code(),
+            Some(*code),
+            "ssh {cmd:?}: {why}: {}",
+            text(&o)
+        );
+    }
+    let o = gateway(&["uninstall", "--restore-permissive"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        sudoers_files(),
+        before,
+        "byte-identical sudoers after --restore-permissive"
+    );
+}

@@ -1371,6 +1371,12 @@ fn apply_uninstall(
         };
         ssh_changed |= changed && i.path == ssh::SSHD_DROPIN;
     }
+    // The gateway's run-time cache of the validated policy goes with it.
+    let cache = Path::new(crate::policy::cache::CACHE_PATH);
+    tx.remove(cache)?;
+    if let Some(dir) = cache.parent() {
+        tx.remove(dir)?;
+    }
     for s in &st.shells {
         tx.command(
             &[
