@@ -526,3 +526,79 @@ fn the_real_accounts_with_the_built_in_policy_in_one_command() {
         "byte-identical sudoers after --restore-permissive"
     );
 }
+
+#[test]
+fn update_findings_and_login_shell() {
+    let mut host = Host::new();
+    let dir = scratch("update");
+    stock(&mut host, &dir);
+    ok(&["/usr/sbin/usermod", "-aG", "docker", "gwti-sudo"]);
+    let o = gateway(&[
+        "install",
+        "--sudo-restrictions",
+        "--policy",
+        POLICY,
+        "--ssh-user",
+        "gwti-agent",
+        "--set-login-shell",
+    ]);
+    let t = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a defeating finding is exit 2:\n{t}"
+    );
+    assert!(t.contains("DEFEATS: gwti-sudo is in group docker"), "{t}");
+    assert!(
+        !t.contains("runs /home/gwti-agent/.bashrc"),
+        "the shell was fixed:\n{t}"
+    );
+    let shell = |u: &str| {
+        ok(&["/usr/bin/getent", "passwd", u])
+            .trim()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        shell("gwti-agent"),
+        "/bin/sh",
+        "--set-login-shell gives dash"
+    );
+
+    // An update with a policy that adds a program: a new shim, the old policy kept as a backup.
+    let newer = dir.join("newer.toml");
+    let good = fs::read_to_string(POLICY).unwrap();
+    fs::write(
+        &newer,
+        good.replace("rules = [\"id-uid\"]\n\n[users.gwti-agent]", "rules = [\"id-uid\", \"whoami\"]\n\n[users.gwti-agent]")
+            + "\n[programs.whoami]\npaths = [\"/usr/bin/whoami\"]\ndialect = \"exact\"\n\n[rules.whoami]\nprogram = \"whoami\"\nargs = []\n",
+    )
+    .unwrap();
+    let o = gateway(&["install", "--update", "--policy", newer.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(
+        fs::read_link("/usr/local/lib/gateway/shims/whoami").unwrap(),
+        Path::new("/usr/local/bin/gateway")
+    );
+    assert_eq!(
+        out(&sudo_as("gwti-sudo", &["whoami"])),
+        "root",
+        "the new rule works at once"
+    );
+    let kept = tree(Path::new("/var/lib/gateway/backups"))
+        .into_iter()
+        .any(|(p, e)| p.ends_with("etc/gateway/gateway.toml")
+            && matches!(e, gateway::install::tx::Entry::File { ref bytes, .. } if bytes == good.as_bytes()));
+    assert!(kept, "the replaced policy is in the backups");
+
+    let o = gateway(&["uninstall"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        shell("gwti-agent"),
+        "/bin/bash",
+        "uninstall puts the login shell back"
+    );
+    assert!(!Path::new("/usr/local/lib/gateway/shims/whoami").exists());
+}
