@@ -71,10 +71,17 @@ fn the_role_installs_is_idempotent_and_uninstalls_on_localhost() {
     let dir = scratch("ansible");
     host.user("gwti-sudo");
     host.user("gwti-agent");
-    host.sudoers_line("/etc/sudoers.d/gwti-stock", "gwti-sudo ALL=(ALL) NOPASSWD:ALL");
+    host.sudoers_line(
+        "/etc/sudoers.d/gwti-stock",
+        "gwti-sudo ALL=(ALL) NOPASSWD:ALL",
+    );
     let key = keypair(&dir, "agent");
     fs::create_dir_all("/home/gwti-agent/.ssh").unwrap();
-    fs::copy(key.with_extension("pub"), "/home/gwti-agent/.ssh/authorized_keys").unwrap();
+    fs::copy(
+        key.with_extension("pub"),
+        "/home/gwti-agent/.ssh/authorized_keys",
+    )
+    .unwrap();
     let before = sudoers();
     let present = serde_json::json!({
         "gateway_binary_src": GATEWAY,
@@ -96,11 +103,21 @@ fn the_role_installs_is_idempotent_and_uninstalls_on_localhost() {
     assert!(o.status.success());
     assert!(changed(&o) > 0);
     let sudo = |args: &[&str]| {
-        let mut argv = vec!["/usr/sbin/runuser", "-u", "gwti-sudo", "--", "/usr/bin/sudo", "-n"];
+        let mut argv = vec![
+            "/usr/sbin/runuser",
+            "-u",
+            "gwti-sudo",
+            "--",
+            "/usr/bin/sudo",
+            "-n",
+        ];
         argv.extend_from_slice(args);
         sh(&argv)
     };
-    assert_eq!(String::from_utf8_lossy(&sudo(&["id", "-u"]).stdout).trim(), "0");
+    assert_eq!(
+        String::from_utf8_lossy(&sudo(&["id", "-u"]).stdout).trim(),
+        "0"
+    );
     assert_eq!(sudo(&["id", "-un"]).status.code(), Some(77));
     assert!(!sudo(&["/bin/sh", "-c", "id"]).status.success());
     assert!(Path::new("/etc/gateway/authorized_keys/gwti-agent").exists());
@@ -114,6 +131,10 @@ fn the_role_installs_is_idempotent_and_uninstalls_on_localhost() {
     let o = playbook(&[], &absent, &dir);
     assert!(o.status.success());
     assert!(changed(&o) > 0);
-    assert_eq!(sudoers(), before, "the original grant is back, byte for byte");
+    assert_eq!(
+        sudoers(),
+        before,
+        "the original grant is back, byte for byte"
+    );
     assert!(!Path::new("/var/lib/gateway/stage").exists());
 }

@@ -209,8 +209,8 @@ pub fn user_can_replace(path: &Path, u: &Managed) -> bool {
 }
 
 /// The files a login shell reads before running `-c COMMAND` for sshd. For bash this is
-/// `~/.bashrc`: Debian (and NixOS) build bash with SSH_SOURCE_BASHRC, and a test on this
-/// machine (OpenSSH 9.2, bash 5.2, forced command, no pty) showed ~/.bashrc running first.
+/// `~/.bashrc`: Debian builds bash with SSH_SOURCE_BASHRC, and a test on Debian 12 (OpenSSH 9.2,
+/// bash 5.2, forced command, no pty) showed ~/.bashrc running before the command.
 fn rc_files(shell: &Path, home: &Path) -> Option<Vec<PathBuf>> {
     let resolved = fs::canonicalize(shell).unwrap_or_else(|_| shell.to_path_buf());
     let name = resolved

@@ -90,6 +90,15 @@ pub fn programs_for(policy: &Policy, users: &[String]) -> BTreeSet<String> {
         .collect()
 }
 
+/// The sudoers drop-in for these users: the template with the user list on its `User_Alias`
+/// line (the NixOS module renders the same text, contrib/nixos/lib.nix).
+pub fn render_sudoers(users: &[String]) -> String {
+    SUDOERS_TEMPLATE.replace(
+        "GATEWAY_USERS = @USERS@",
+        &format!("GATEWAY_USERS = {}", users.join(", ")),
+    )
+}
+
 /// Primary and supplementary groups of an account.
 pub fn account_gids(u: &User) -> Vec<u32> {
     let mut gids = vec![u.gid.as_raw()];
@@ -886,7 +895,7 @@ fn install_sudoers(
     if !Path::new(VISUDO).exists() {
         return Err(format!("{VISUDO} is missing: is sudo installed?"));
     }
-    let dropin = SUDOERS_TEMPLATE.replace("@USERS@", &names.join(", "));
+    let dropin = render_sudoers(names);
     let dropin_check = |p: &Path| visudo_check_combined(Path::new(SUDOERS_DROPIN), p);
     let files = sudoers_files()?;
     if !files.iter().any(|f| f == Path::new(SUDOERS_DROPIN)) && !tx.dry_run {
