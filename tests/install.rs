@@ -532,7 +532,7 @@ fn update_findings_and_login_shell() {
     let mut host = Host::new();
     let dir = scratch("update");
     stock(&mut host, &dir);
-    ok(&["/usr/sbin/usermod", "-aG", "docker", "gwti-sudo"]);
+    ok(&["/usr/sbin/usermod", "-aG", "disk", "gwti-sudo"]);
     let o = gateway(&[
         "install",
         "--sudo-restrictions",
@@ -548,7 +548,7 @@ fn update_findings_and_login_shell() {
         Some(2),
         "a defeating finding is exit 2:\n{t}"
     );
-    assert!(t.contains("DEFEATS: gwti-sudo is in group docker"), "{t}");
+    assert!(t.contains("DEFEATS: gwti-sudo is in group disk"), "{t}");
     assert!(
         !t.contains("runs /home/gwti-agent/.bashrc"),
         "the shell was fixed:\n{t}"
