@@ -602,3 +602,69 @@ fn update_findings_and_login_shell() {
     );
     assert!(!Path::new("/usr/local/lib/gateway/shims/whoami").exists());
 }
+
+/// `gateway install` on a terminal: answers typed into a pseudo-terminal.
+fn on_tty(args: &[&str], answers: &str) -> std::process::Output {
+    use std::io::Write;
+    let tty = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/on_tty.py");
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .arg(tty)
+        .arg(GATEWAY)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answers.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    println!("{}", text(&o));
+    o
+}
+
+#[test]
+fn on_a_terminal_without_flags_install_asks_shows_the_diff_and_applies_on_yes() {
+    let mut host = Host::new();
+    let dir = scratch("tty");
+    stock(&mut host, &dir);
+    let before = tree(Path::new("/etc"));
+    // sudo-restrictions yes, alerts no, crontab-watch no, core-limits no, the agent's keys no,
+    // then "Apply these changes?" no: nothing may change.
+    let o = on_tty(&["install", "--policy", POLICY], "y\nn\nn\nn\nn\nn\n");
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(t.contains("(sudo-restrictions)? [Y/n]"), "{t}");
+    assert!(
+        t.contains("-gwti-sudo ALL=(ALL) NOPASSWD:ALL"),
+        "the diff is shown before asking: {t}"
+    );
+    assert!(t.contains("nothing was changed"), "{t}");
+    assert!(
+        tree(Path::new("/etc")) == before,
+        "answering no changes nothing"
+    );
+
+    let o = on_tty(&["install", "--policy", POLICY], "y\nn\nn\nn\nn\ny\n");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("gateway-result: install ok"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(out(&sudo_as("gwti-sudo", &["id", "-u"])), "0");
+    assert!(
+        !Path::new("/etc/ssh/sshd_config.d/00-gateway.conf").exists(),
+        "keys were declined"
+    );
+    assert_eq!(
+        gateway(&["uninstall", "--restore-permissive"])
+            .status
+            .code(),
+        Some(0)
+    );
+}
