@@ -668,3 +668,30 @@ fn on_a_terminal_without_flags_install_asks_shows_the_diff_and_applies_on_yes() 
         Some(0)
     );
 }
+
+#[test]
+fn a_program_path_the_user_can_change_is_reported_by_the_dry_run() {
+    let mut host = Host::new();
+    let dir = scratch("paths");
+    stock(&mut host, &dir);
+    // A program of the policy that lives in the managed user's own home.
+    let tool = Path::new("/home/gwti-sudo/bin/tool");
+    fs::create_dir_all(tool.parent().unwrap()).unwrap();
+    fs::copy("/usr/bin/id", tool).unwrap();
+    ok(&["/usr/bin/chown", "-R", "gwti-sudo:gwti-sudo", "/home/gwti-sudo/bin"]);
+    let policy = dir.join("paths.toml");
+    let good = fs::read_to_string(POLICY).unwrap();
+    fs::write(
+        &policy,
+        good.replace("rules = [\"id-uid\"]\n\n[users.gwti-agent]", "rules = [\"id-uid\", \"tool\"]\n\n[users.gwti-agent]")
+            + "\n[programs.tool]\npaths = [\"/home/gwti-sudo/bin/tool\"]\ndialect = \"exact\"\n\n[rules.tool]\nprogram = \"tool\"\nargs = []\n",
+    )
+    .unwrap();
+    let o = gateway(&["install", "--dry-run", "--sudo-restrictions", "--policy", policy.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("DEFEATS: program tool: /home/gwti-sudo is owned by uid"),
+        "the walk names the first directory root does not own: {t}"
+    );
+}
