@@ -678,7 +678,12 @@ fn a_program_path_the_user_can_change_is_reported_by_the_dry_run() {
     let tool = Path::new("/home/gwti-sudo/bin/tool");
     fs::create_dir_all(tool.parent().unwrap()).unwrap();
     fs::copy("/usr/bin/id", tool).unwrap();
-    ok(&["/usr/bin/chown", "-R", "gwti-sudo:gwti-sudo", "/home/gwti-sudo/bin"]);
+    ok(&[
+        "/usr/bin/chown",
+        "-R",
+        "gwti-sudo:gwti-sudo",
+        "/home/gwti-sudo/bin",
+    ]);
     let policy = dir.join("paths.toml");
     let good = fs::read_to_string(POLICY).unwrap();
     fs::write(
@@ -687,11 +692,66 @@ fn a_program_path_the_user_can_change_is_reported_by_the_dry_run() {
             + "\n[programs.tool]\npaths = [\"/home/gwti-sudo/bin/tool\"]\ndialect = \"exact\"\n\n[rules.tool]\nprogram = \"tool\"\nargs = []\n",
     )
     .unwrap();
-    let o = gateway(&["install", "--dry-run", "--sudo-restrictions", "--policy", policy.to_str().unwrap()]);
+    let o = gateway(&[
+        "install",
+        "--dry-run",
+        "--sudo-restrictions",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(
         t.contains("DEFEATS: program tool: /home/gwti-sudo is owned by uid"),
         "the walk names the first directory root does not own: {t}"
     );
+}
+
+#[test]
+fn the_webhook_url_is_written_root_only_and_never_printed() {
+    let mut host = Host::new();
+    host.user("gwti-sudo");
+    let url = "https://discord.com/api/webhooks/123/gwti-secret-token";
+    let args = [
+        "install",
+        "--sudo-restrictions",
+        "--alerts",
+        "--webhook",
+        url,
+        "--policy",
+        POLICY,
+    ];
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    for run in [&dry[..], &args[..]] {
+        let o = gateway(run);
+        assert!(matches!(o.status.code(), Some(0) | Some(2)), "{}", text(&o));
+        assert!(
+            !text(&o).contains("gwti-secret-token"),
+            "the URL is not printed: {}",
+            text(&o)
+        );
+    }
+    let md = fs::metadata("/etc/gateway/webhooks.toml").unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((md.mode() & 0o777, md.uid()), (0o600, 0), "root's alone");
+    let parsed: toml::Table =
+        toml::from_str(&fs::read_to_string("/etc/gateway/webhooks.toml").unwrap()).unwrap();
+    assert_eq!(parsed["webhook"][0]["kind"].as_str(), Some("discord"));
+    assert_eq!(parsed["webhook"][0]["url"].as_str(), Some(url));
+    let o = gateway(&[
+        "install",
+        "--alerts",
+        "--webhook",
+        "https://x/\"oops",
+        "--policy",
+        POLICY,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(64),
+        "a quote cannot reach the TOML file"
+    );
+    assert_eq!(gateway(&["uninstall"]).status.code(), Some(0));
+    assert!(!Path::new("/etc/gateway/webhooks.toml").exists());
 }

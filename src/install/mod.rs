@@ -357,7 +357,11 @@ fn interview(opts: &mut InstallOptions, managed: &[String]) -> Result<(), String
 
 fn validate_webhook(url: &str) -> Result<(), String> {
     let ok_scheme = url.starts_with("https://") || url.starts_with("http://");
-    let clean = url.len() <= 2048 && url.bytes().all(|b| b.is_ascii_graphic());
+    // Written into a TOML string: no quote, no backslash, nothing invisible.
+    let clean = url.len() <= 2048
+        && url
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
     if ok_scheme && clean {
         Ok(())
     } else {
@@ -715,6 +719,21 @@ fn apply_install(
         0o644,
         Some(&policy_check),
     )?;
+    // The audit log's directory (0700): sudo's own event log for these users goes there too.
+    if let Some(dir) = plan.policy.settings.audit_log.parent() {
+        if !dir.exists() {
+            if let Some(parent) = dir.parent() {
+                if !parent.exists() {
+                    return Err(format!("{} does not exist", parent.display()));
+                }
+            }
+            if !st.owns(dir) {
+                let prev = previous_of(tx, dir)?;
+                st.record(dir, prev);
+            }
+            tx.put_dir(dir, 0o700)?;
+        }
+    }
     let mut units_changed = false;
     if plan.features.contains(&Feature::SudoRestrictions) {
         install_shims(tx, st, plan, &names)?;
@@ -729,7 +748,7 @@ fn apply_install(
                 tx,
                 st,
                 Path::new(features::WEBHOOK_PATH),
-                format!("{url}\n").as_bytes(),
+                features::render_webhooks(url).as_bytes(),
                 0o600,
                 None,
             )?;
@@ -739,12 +758,16 @@ fn apply_install(
         let mut any = false;
         for a in features::assets(*f) {
             any = true;
+            if a.kind == AssetKind::WithoutSystemd && systemd_running() {
+                continue;
+            }
             if let Some(parent) = Path::new(a.dest).parent() {
                 if !parent.exists() {
                     put_dir(tx, st, parent)?;
                 }
             }
-            let changed = put(tx, st, Path::new(a.dest), a.content, a.mode, None)?;
+            let content = features::render(a, &names);
+            let changed = put(tx, st, Path::new(a.dest), &content, a.mode, None)?;
             if let Some(unit) = features::unit_name(a) {
                 units_changed |= changed;
                 if !st.units.iter().any(|u| u == unit) && !tx.dry_run {

@@ -118,6 +118,12 @@ impl Tx {
         } else {
             "changed"
         };
+        // A file only root may read (the webhooks file) is a secret: its content is not shown.
+        let secret = |e: &Entry| matches!(e, Entry::File { mode, .. } if mode & 0o044 == 0);
+        if secret(before) || secret(after) {
+            println!("{verb}: {p}: root-only file, content not shown");
+            return;
+        }
         match (before, after) {
             (Entry::File { .. } | Entry::Absent, Entry::File { .. } | Entry::Absent)
                 if text(before).is_some() || text(after).is_some() =>
