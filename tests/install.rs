@@ -159,6 +159,28 @@ fn stock_grant_to_enforced_gateway_and_back_byte_for_byte() {
     }
     let denied = sudo_as("gwti-sudo", &["id", "-un"]);
     assert_eq!(denied.status.code(), Some(77), "the gateway's deny status");
+    // The rollout guide's loop: the audit log records the deny, and `check --batch` replays it.
+    let log = "/var/log/gateway-gwti/audit.jsonl";
+    let records = fs::read_to_string(log).unwrap();
+    assert!(
+        records
+            .lines()
+            .any(|l| l.contains("\"verdict\":\"deny\"") && l.contains("[\"id\",\"-un\"]")),
+        "{records}"
+    );
+    let replay = gateway(&["check", "--config", POLICY, "--batch", log]);
+    let verdicts: Vec<String> = String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["verdict"].to_string())
+        .collect();
+    assert_eq!(
+        verdicts.len(),
+        records.lines().count(),
+        "one decision per record"
+    );
+    assert!(
+        verdicts.contains(&"\"deny\"".to_string()) && verdicts.contains(&"\"allow\"".to_string())
+    );
 
     // ssh: the agent's key now reaches only the gateway.
     let c = sshd("/etc/ssh/sshd_config", 2410, &["PidFile=none".into()]);
