@@ -228,6 +228,18 @@ impl Drop for Host {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // This process's scratch directories (keys, configs, policies).
+        let suffix = format!("-{}", std::process::id());
+        for e in fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("gwti-") && name.ends_with(&suffix) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
         for u in &self.users {
             let _ = fs::remove_dir_all(format!("/home/{u}"));
             let _ = fs::remove_file(format!("/var/mail/{u}"));
