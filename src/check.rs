@@ -81,7 +81,8 @@ fn rules_deny(d: &Decision) -> bool {
     d.verdict == Verdict::Deny || d.would_deny
 }
 
-fn self_test(policy: &Policy, path: &Path) -> u8 {
+/// Runs the policy's `[[test]]` cases; prints failures and a summary line. 0 when all pass.
+pub fn self_test(policy: &Policy, path: &Path) -> u8 {
     let mut failures = 0;
     for t in &policy.tests {
         let input = match &t.input {

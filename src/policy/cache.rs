@@ -53,12 +53,11 @@ struct Key {
 }
 
 impl Key {
-    fn of(policy: &Path) -> Option<Key> {
-        let exe = std::env::current_exe().ok()?;
+    fn of(policy: &Path, exe: &Path) -> Option<Key> {
         Some(Key {
             format: FORMAT,
             version: env!("CARGO_PKG_VERSION").to_string(),
-            binary: FileId::of(&exe)?,
+            binary: FileId::of(exe)?,
             policy: FileId::of(policy)?,
         })
     }
@@ -76,10 +75,10 @@ struct Cached {
     policy: Policy,
 }
 
-/// The policy at `path`, from the cache at `cache` when it is current, else from the TOML
-/// (and the cache is refreshed).
-pub fn load(path: &Path, cache: &Path) -> Result<Policy, Vec<Diagnostic>> {
-    let key = Key::of(path);
+/// The policy at `path`, from the cache at `cache` when it is current for this policy file and
+/// the gateway binary `exe`, else from the TOML (and the cache is refreshed).
+pub fn load(path: &Path, cache: &Path, exe: &Path) -> Result<Policy, Vec<Diagnostic>> {
+    let key = Key::of(path, exe);
     if let Some(key) = &key {
         if let Some(policy) = read(cache, key) {
             return Ok(policy);

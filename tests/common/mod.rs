@@ -156,14 +156,20 @@ pub fn render_sudoers(users: &[&str]) -> String {
 }
 
 impl Installation {
+    /// Installs the binary this test build produced.
     pub fn new(policy_text: &str, users: &[&str]) -> Installation {
+        Installation::with_binary(policy_text, users, Path::new(env!("CARGO_BIN_EXE_gateway")))
+    }
+
+    /// Installs the given gateway binary.
+    pub fn with_binary(policy_text: &str, users: &[&str], binary: &Path) -> Installation {
         let restores = vec![
             Restore::save(GATEWAY),
             Restore::save(POLICY),
             Restore::save(SUDOERS),
             Restore::save(CACHE),
         ];
-        let binary = fs::read(env!("CARGO_BIN_EXE_gateway")).unwrap();
+        let binary = fs::read(binary).unwrap();
         install_file(GATEWAY, &binary, 0o755);
         install_file(POLICY, policy_text.as_bytes(), 0o644);
         let _ = fs::remove_file(CACHE);
