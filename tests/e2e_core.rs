@@ -77,7 +77,12 @@ fn policy_text() -> String {
         "both users get the probe"
     );
     text.push_str(PROBE_POLICY);
-    text
+    // A log of its own, so records of suites run before or after cannot mix into the replay.
+    text.replacen(
+        "audit_log = \"/var/log/gateway/audit.jsonl\"",
+        "audit_log = \"/var/log/gateway-e2e-core/audit.jsonl\"",
+        1,
+    )
 }
 
 fn probe_runs() -> Vec<serde_json::Value> {
@@ -157,6 +162,7 @@ fn requests_through_real_sudo_and_sshd() {
 
     let _ = fs::remove_dir_all("/run/gateway-test-probe");
     let _ = fs::remove_file(PROBE);
+    let _ = fs::remove_dir_all("/var/log/gateway-e2e-core");
 }
 
 fn sudo_door_runs_exactly_what_was_validated(f: &Fixture) {
