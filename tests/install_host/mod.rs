@@ -30,19 +30,12 @@ const GUARDED: &[&str] = &[
     "/var/lib/gateway",
     "/var/cache/gateway",
     "/var/log/gateway-gwti",
-    "/etc/passwd",
-    "/etc/passwd-",
-    "/etc/group",
-    "/etc/group-",
-    "/etc/shadow",
-    "/etc/shadow-",
-    "/etc/gshadow",
-    "/etc/gshadow-",
-    "/etc/subuid",
-    "/etc/subuid-",
-    "/etc/subgid",
-    "/etc/subgid-",
 ];
+
+/// Account databases are never written back wholesale: that would also undo whatever else
+/// changed them meanwhile (a package adding a system group, another suite's user). The users
+/// these tests create are removed with userdel, and then must be absent from these files.
+const ACCOUNT_FILES: &[&str] = &["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"];
 
 pub fn sh(argv: &[&str]) -> Output {
     Command::new(argv[0])
@@ -241,8 +234,24 @@ impl Drop for Host {
             }
         }
         for u in &self.users {
+            let _ = sh(&["/usr/bin/pkill", "-KILL", "-u", u]);
+            let _ = sh(&["/usr/sbin/userdel", "-r", "-f", u]);
             let _ = fs::remove_dir_all(format!("/home/{u}"));
             let _ = fs::remove_file(format!("/var/mail/{u}"));
+        }
+        for file in ACCOUNT_FILES {
+            let text = fs::read_to_string(file).unwrap_or_default();
+            for u in &self.users {
+                let named = text.lines().any(|l| {
+                    let mut fields = l.split(':');
+                    let first = fields.next() == Some(u.as_str());
+                    let member = l.rsplit(':').next().is_some_and(|m| m.split(',').any(|x| x == u));
+                    first || (file.contains("group") && member)
+                });
+                if named && !std::thread::panicking() {
+                    panic!("test user {u} is still in {file}");
+                }
+            }
         }
         for (root, entries) in &self.saved {
             remove_all(root);
