@@ -14,6 +14,8 @@ Exit status:
              gateway binary cannot be used (denied too); 124 a rule's time limit stopped
              the program; 126 the program could not be started
   check:     0 allowed / policy and tests OK; 77 denied; 78 policy invalid or a test failed
+  notify, watch: 0 done (undelivered alerts stay queued); 77 not root; 78 unusable config
+  alert test: 0 every webhook took the message; 69 one did not (or none is configured)
   all:       64 usage error";
 
 #[derive(Debug, Parser)]
@@ -44,6 +46,43 @@ pub enum Command {
     Ssh,
     /// Validate a policy and run its tests, or judge a request without running it.
     Check(CheckArgs),
+    /// Deliver queued alerts to the webhooks (run by gateway-notify.path/.timer, or started
+    /// detached by a denied request).
+    Notify(NotifyArgs),
+    /// Compare crontabs, sudoers, authorized_keys and the policy with root-only snapshots and
+    /// queue an alert with a diff for each change (run by gateway-watch.path/.timer).
+    Watch(ConfigArg),
+    /// Alert tools.
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Send a test message through every configured webhook and report what each answered.
+    Test(ConfigArg),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Policy file to read.
+    #[arg(long, default_value = POLICY_PATH)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// Policy file to read.
+    #[arg(long, default_value = POLICY_PATH)]
+    pub config: PathBuf,
+    /// One pass: send what is due now and exit, without waiting for windows or retries.
+    #[arg(long)]
+    pub once: bool,
+    /// Internal: the intermediate of the detached start (new session, start, exit).
+    #[arg(long, hide = true)]
+    pub detach: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use gateway::{check, pipeline};
+use gateway::alert::{notify, trigger};
+use gateway::{check, pipeline, watch};
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -67,6 +68,15 @@ fn main() -> ExitCode {
             batch: c.batch,
             json: c.json,
         }),
+        cli::Command::Notify(n) if n.detach => trigger::detach(&n.config),
+        cli::Command::Notify(n) => notify::run(&notify::Options {
+            config: n.config,
+            once: n.once,
+        }),
+        cli::Command::Watch(w) => watch::run(&watch::Options { config: w.config }),
+        cli::Command::Alert {
+            command: cli::AlertCommand::Test(t),
+        } => notify::test(&t.config),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,92 @@
+//! Starting delivery without waiting for it.
+//!
+//! Under systemd, the `gateway-notify.path` unit watches the spool's `new/` directory, so a
+//! request only writes its file. Elsewhere the request starts a detached `gateway notify`: it
+//! runs a short-lived intermediate (`gateway notify --detach`), which calls `setsid` and starts
+//! the deliverer with stdio on /dev/null, then exits; the request reaps the intermediate at once,
+//! so the deliverer belongs to no one and never becomes the requested program's child.
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::policy::alerts::Trigger;
+use crate::policy::AlertSettings;
+use crate::system;
+
+/// Present when systemd runs this host (sd_booted).
+const SYSTEMD_RUNNING: &str = "/run/systemd/system";
+/// Present when the path unit is enabled (`systemctl enable gateway-notify.path`).
+const PATH_UNIT_ENABLED: &str = "/etc/systemd/system/paths.target.wants/gateway-notify.path";
+/// The deliverer's PATH; it runs no program, but a clean environment needs one.
+const SAFE_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Whether the systemd path unit will notice the spool without help.
+pub fn systemd_delivers(settings: &AlertSettings) -> bool {
+    match settings.trigger {
+        Trigger::Systemd => true,
+        Trigger::Spawn => false,
+        Trigger::Auto => {
+            Path::new(SYSTEMD_RUNNING).is_dir() && Path::new(PATH_UNIT_ENABLED).exists()
+        }
+    }
+}
+
+/// Makes sure a deliverer will look at the spool soon. Failures are reported to syslog by the
+/// caller's record only; the alert itself is already on disk and the next trigger or the timer
+/// will deliver it.
+pub fn start(settings: &AlertSettings, config: &Path) {
+    if systemd_delivers(settings) {
+        return;
+    }
+    if let Err(e) = spawn_detached(config) {
+        let _ = crate::audit::syslog(
+            4,
+            std::time::SystemTime::now(),
+            &format!("cannot start gateway notify: {e}"),
+        );
+    }
+}
+
+fn notify_command(extra: &[&str], config: &Path) -> io::Result<Command> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("notify")
+        .args(extra)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env_clear()
+        .env("PATH", SAFE_PATH)
+        .current_dir("/");
+    Ok(cmd)
+}
+
+/// The first fork: the intermediate, waited for (it lives for one spawn).
+fn spawn_detached(config: &Path) -> io::Result<()> {
+    // Descriptors sudo or sshd left open must not stay open in a long-lived deliverer.
+    system::cloexec_from(3)?;
+    let status = notify_command(&["--detach"], config)?.status()?;
+    if !status.success() {
+        return Err(io::Error::other(format!(
+            "the intermediate exited with {status}"
+        )));
+    }
+    Ok(())
+}
+
+/// The intermediate (`gateway notify --detach`): a new session, the deliverer started in it,
+/// and exit without waiting, so the deliverer is re-parented to init.
+pub fn detach(config: &Path) -> u8 {
+    let _ = nix::unistd::setsid();
+    if system::cloexec_from(3).is_err() {
+        return 1;
+    }
+    match notify_command(&[], config).and_then(|mut c| c.spawn()) {
+        Ok(_) => 0,
+        Err(_) => 1,
+    }
+}
