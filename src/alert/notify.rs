@@ -22,7 +22,7 @@ use super::spool::{Lock, Spool};
 use super::webhooks::{self, Sink, WebhooksError};
 use super::{now_ms, render, sudolog, Alert, Kind};
 use crate::pipeline::{EXIT_CONFIG, EXIT_DENY};
-use crate::policy::{self, AlertSettings, Policy};
+use crate::policy::{self, AlertSettings, Policy, POLICY_PATH};
 use crate::{audit, request};
 
 /// Stay for work due within this long; later work is the timer's.
@@ -104,15 +104,21 @@ pub fn load_policy(config: &Path) -> Result<Policy, String> {
     })
 }
 
-fn prepare(config: &Path) -> Result<(Policy, AlertSettings), u8> {
+/// The managed users and the alert settings of the policy at `config`. The system policy that
+/// cannot be used still leaves the default settings: a broken policy denies every request,
+/// and those denials are exactly what the operator must hear about.
+fn prepare(config: &Path) -> Result<(BTreeSet<String>, AlertSettings), u8> {
     if !request::is_root() {
         eprintln!("gateway: this command reads root-only files; run it as root");
         return Err(EXIT_DENY);
     }
     match load_policy(config) {
-        Ok(p) => {
-            let a = p.alerts.clone();
-            Ok((p, a))
+        Ok(p) => Ok((p.users.keys().cloned().collect(), p.alerts)),
+        Err(e) if config == Path::new(POLICY_PATH) => {
+            warn(&format!(
+                "{e}; delivering with the default [alerts] settings"
+            ));
+            Ok((BTreeSet::new(), AlertSettings::default()))
         }
         Err(e) => {
             eprintln!("gateway: {e}");
@@ -122,7 +128,7 @@ fn prepare(config: &Path) -> Result<(Policy, AlertSettings), u8> {
 }
 
 pub fn run(opts: &Options) -> u8 {
-    let (policy, settings) = match prepare(&opts.config) {
+    let (users, settings) = match prepare(&opts.config) {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -135,7 +141,6 @@ pub fn run(opts: &Options) -> u8 {
         warn(&e);
         return EXIT_CONFIG;
     }
-    let users: BTreeSet<String> = policy.users.keys().cloned().collect();
     loop {
         let lock = match spool.lock() {
             Ok(Lock::Held(l)) => l,
@@ -160,9 +165,9 @@ pub fn run(opts: &Options) -> u8 {
         };
         let code = d.run(opts.once);
         drop(lock);
-        // An alert that arrived after the last look, while we still held the lock, found the
-        // lock busy; it is ours to take.
-        if code != 0 || opts.once || !spool.has_new() {
+        // A request that queued an alert while we held the lock started no deliverer (see
+        // trigger::start): after letting go, the alert is ours to take.
+        if code != 0 || !spool.has_new() {
             return code;
         }
     }

@@ -127,6 +127,21 @@ impl Spool {
         }
     }
 
+    /// Whether a deliverer holds the lock now. Cheap (open + flock), for the request's path.
+    pub fn deliverer_running(&self) -> bool {
+        let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(self.root.join("notify.lock"))
+        else {
+            return false;
+        };
+        matches!(
+            Flock::lock(file, FlockArg::LockSharedNonblock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK))
+        )
+    }
+
     /// Whether `new/` holds an alert no deliverer has taken in yet.
     pub fn has_new(&self) -> bool {
         names(&self.new_dir(), "json").is_ok_and(|n| !n.is_empty())

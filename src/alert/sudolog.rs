@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -136,9 +136,27 @@ pub fn to_alert(e: &Event, users: &BTreeSet<String>, host: &str) -> Option<Alert
     Some(a)
 }
 
-/// Reads the events added to `path` since `pos`, updating `pos`. A new file (rotated: another
-/// inode, or shorter than the offset) is read from its start. A missing file is no error.
+/// Reads the events added to `path` since `pos`, updating `pos`. After a rotation, the rest of
+/// the previous file (now `PATH.1`, as logrotate names it) is read first; then the new file,
+/// from its start. A missing file is no error.
 pub fn scan(path: &Path, pos: &mut Option<Position>) -> Result<Vec<Event>, String> {
+    let mut events = Vec::new();
+    if let Some(p) = pos.clone() {
+        let rotated = PathBuf::from(format!("{}.1", path.display()));
+        let moved = std::fs::symlink_metadata(&rotated)
+            .is_ok_and(|md| (md.dev(), md.ino()) == (p.dev, p.ino));
+        if moved {
+            let mut old = Some(p);
+            events = scan_file(&rotated, &mut old)?;
+            *pos = None;
+        }
+    }
+    events.extend(scan_file(path, pos)?);
+    Ok(events)
+}
+
+/// One file: from `pos` when it is this file and not shorter, else from its start.
+fn scan_file(path: &Path, pos: &mut Option<Position>) -> Result<Vec<Event>, String> {
     let shown = path.display();
     let mut file = match OpenOptions::new()
         .read(true)
@@ -275,6 +293,39 @@ mod tests {
             to_alert(&events[0], &BTreeSet::new(), "here").is_none(),
             "other users are not ours"
         );
+    }
+
+    #[test]
+    fn a_rotated_log_is_finished_before_the_new_one_is_read() {
+        if !nix::unistd::geteuid().is_root() {
+            panic!("this test needs root: the log must be root's");
+        }
+        let dir = std::env::temp_dir().join(format!("gateway-sudolog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("sudo-events.json");
+        let entry = |reason: &str| {
+            format!("    \"reject\": {{ \"submituser\": \"u\", \"reason\": \"{reason}\" }}")
+        };
+        std::fs::write(&log, format!("{{\n{}\n}}\n", entry("one"))).unwrap();
+        let mut pos = None;
+        assert_eq!(scan(&log, &mut pos).unwrap().len(), 1);
+        // sudo adds one more, then logrotate moves the file and sudo starts a new one.
+        std::fs::write(
+            &log,
+            format!("{{\n{},\n{}\n}}\n", entry("one"), entry("two")),
+        )
+        .unwrap_or(());
+        let reasons = |ev: Vec<Event>| -> Vec<String> {
+            ev.iter()
+                .map(|e| e.body["reason"].as_str().unwrap().to_string())
+                .collect()
+        };
+        std::fs::rename(&log, dir.join("sudo-events.json.1")).unwrap();
+        std::fs::write(&log, format!("{{\n{}\n}}\n", entry("three"))).unwrap();
+        assert_eq!(reasons(scan(&log, &mut pos).unwrap()), ["two", "three"]);
+        assert!(scan(&log, &mut pos).unwrap().is_empty(), "nothing twice");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

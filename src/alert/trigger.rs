@@ -4,13 +4,15 @@
 //! request only writes its file. Elsewhere the request starts a detached `gateway notify`: it
 //! runs a short-lived intermediate (`gateway notify --detach`), which calls `setsid` and starts
 //! the deliverer with stdio on /dev/null, then exits; the request reaps the intermediate at once,
-//! so the deliverer belongs to no one and never becomes the requested program's child.
+//! so the deliverer belongs to no one and never becomes the requested program's child. While a
+//! deliverer holds the spool's lock, nothing is started: it takes the new alert itself.
 #![forbid(unsafe_code)]
 
 use std::io;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use super::spool::Spool;
 use crate::policy::alerts::Trigger;
 use crate::policy::AlertSettings;
 use crate::system;
@@ -38,6 +40,11 @@ pub fn systemd_delivers(settings: &AlertSettings) -> bool {
 /// will deliver it.
 pub fn start(settings: &AlertSettings, config: &Path) {
     if systemd_delivers(settings) {
+        return;
+    }
+    // A running deliverer looks at new/ again after it lets go of its lock, so it takes this
+    // alert; during a burst, requests start nothing.
+    if Spool::new(&settings.spool_dir).deliverer_running() {
         return;
     }
     if let Err(e) = spawn_detached(config) {
