@@ -283,7 +283,7 @@ pub fn run(opts: &Options) -> u8 {
         return 0;
     }
     let dir = &settings.snapshot_dir;
-    if let Err(e) = secure_dir(dir) {
+    if let Err(e) = secure_dir(dir, true) {
         eprintln!("gateway: {e}");
         return EXIT_CONFIG;
     }

@@ -226,7 +226,10 @@ fn the_url_never_appears_in_output_logs_or_the_spool() {
         if args[0] == "alert" {
             assert_eq!(o.status.code(), Some(69), "{}", text(&o));
             let t = text(&o);
-            assert!(t.contains("gone (discord): refused (HTTP 404)"), "{t}");
+            assert!(
+                t.contains("gone (discord): not delivered: HTTP 404 (the webhook was deleted"),
+                "{t}"
+            );
             assert!(
                 t.contains("down (json): not delivered: cannot connect"),
                 "{t}"
@@ -577,4 +580,50 @@ fn no_webhook_file_keeps_alerts_queued_until_one_exists() {
     let hits = rx.wait_for(10, "the test message and the kept alert", |h| h.len() == 2);
     assert!(title(&hits[0]).starts_with("Test message from gateway"));
     assert!(field(&hits[1], "Command").unwrap().contains("waiting"));
+}
+
+#[test]
+fn https_webhooks_are_verified_against_the_trust_store() {
+    need_root();
+    let certs = scratch("tls-certs");
+    let (tls, ca) = tls_server(&certs);
+    let rx = Receiver::start_tls(tls);
+    let url = format!("https://127.0.0.1:{}/api/webhooks/8/{SECRET}", rx.port);
+    let s = Setup::new("tls", &[], "", &[("ops", "discord", url)]);
+    let test = |ca: Option<&Path>| {
+        let mut c = std::process::Command::new(BIN);
+        c.args(["alert", "test", "--config", s.config.to_str().unwrap()])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        if let Some(ca) = ca {
+            // rustls-native-certs reads the trust store from here instead of the system's.
+            c.env("SSL_CERT_FILE", ca);
+        }
+        c.output().unwrap()
+    };
+    // (trust store, expected status, expected report, why)
+    let rows = [
+        (
+            None,
+            69,
+            "not delivered: cannot connect",
+            "a certificate the system does not trust is refused",
+        ),
+        (
+            Some(ca.as_path()),
+            0,
+            "ops (discord): delivered (HTTP 204)",
+            "with its CA trusted, TLS goes through",
+        ),
+    ];
+    for (store, code, report, why) in rows {
+        let o = test(store);
+        assert_eq!(o.status.code(), Some(code), "{why}: {}", text(&o));
+        assert!(text(&o).contains(report), "{why}: {}", text(&o));
+        assert!(!text(&o).contains(SECRET), "{why}: the URL leaked");
+    }
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 1, "only the trusted attempt reached the server");
+    assert!(title(&hits[0]).starts_with("Test message from gateway"));
+    let _ = std::fs::remove_dir_all(certs);
 }

@@ -30,9 +30,10 @@ pub enum Outcome {
     Delivered { status: u16, pause_ms: Option<u64> },
     /// 429: nothing goes to this webhook for `wait_ms`; the message is sent again after.
     RateLimited { wait_ms: u64 },
-    /// No answer, or a server error: the webhook backs off as a whole.
+    /// No answer, a server error, or a webhook that no longer exists: the webhook backs off as
+    /// a whole.
     Unreachable(String),
-    /// Another 3xx/4xx: this message is refused; others may still pass.
+    /// Another 3xx/4xx (400, 413, ...): this message is refused; others may still pass.
     Refused(u16),
 }
 
@@ -105,6 +106,10 @@ fn classify(resp: Response) -> Outcome {
             }
         }
         500..=599 => Outcome::Unreachable(format!("HTTP {status}")),
+        // The webhook itself is gone or refuses us (deleted, wrong token): no message can pass.
+        401 | 403 | 404 | 410 => Outcome::Unreachable(format!(
+            "HTTP {status} (the webhook was deleted, or its URL is wrong)"
+        )),
         _ => Outcome::Refused(status),
     }
 }

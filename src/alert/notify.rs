@@ -36,8 +36,9 @@ pub const EXIT_UNDELIVERED: u8 = 69;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// A message on its way: what it says, which queued alerts it carries, which webhooks still
-/// have to take it.
+/// A message on its way: what it says, which queued alerts it carries, which webhooks took it
+/// and which still have to. It is done when every configured webhook took it: a webhook
+/// renamed or added in the meantime gets it too, one removed is no longer waited for.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Message {
     pub id: String,
@@ -45,6 +46,25 @@ pub struct Message {
     pub body: Body,
     pub alerts: Vec<String>,
     pub pending: BTreeMap<String, Attempt>,
+    #[serde(default)]
+    pub delivered: BTreeSet<String>,
+}
+
+impl Message {
+    /// Brings `pending` in line with the webhooks configured now; true if it changed.
+    fn retarget(&mut self, sinks: &[Sink]) -> bool {
+        let before = self.pending.len();
+        self.pending
+            .retain(|k, _| sinks.iter().any(|s| &s.name == k));
+        let mut changed = self.pending.len() != before;
+        for s in sinks {
+            if !self.delivered.contains(&s.name) && !self.pending.contains_key(&s.name) {
+                self.pending.insert(s.name.clone(), Attempt::default());
+                changed = true;
+            }
+        }
+        changed
+    }
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -402,6 +422,7 @@ impl Deliverer<'_> {
                     .iter()
                     .map(|s| (s.name.clone(), Attempt::default()))
                     .collect(),
+                delivered: BTreeSet::new(),
             };
             self.spool.write_message(&m.id, &m)?;
             carried.extend(m.alerts);
@@ -439,12 +460,8 @@ impl Deliverer<'_> {
                     self.spool.remove_message(&id);
                 }
                 Ok(mut m) => {
-                    if !sinks.is_empty() {
-                        let before = m.pending.len();
-                        m.pending.retain(|k, _| sinks.iter().any(|s| &s.name == k));
-                        if m.pending.len() != before {
-                            self.settle(&m);
-                        }
+                    if !sinks.is_empty() && m.retarget(sinks) {
+                        self.settle(&m);
                     }
                     if !m.pending.is_empty() {
                         messages.push(m);
@@ -492,6 +509,7 @@ impl Deliverer<'_> {
                         }
                         ss.failures = 0;
                         m.pending.remove(&sink.name);
+                        m.delivered.insert(sink.name.clone());
                         if let Some(p) = pause_ms {
                             ss.next_ms = now + p;
                         }
@@ -613,6 +631,41 @@ pub fn test(config: &Path) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sink(name: &str) -> Sink {
+        let text =
+            format!("[[webhook]]\nname = {name:?}\nkind = \"json\"\nurl = \"https://h/x\"\n");
+        super::webhooks::parse("w", &text).unwrap().remove(0)
+    }
+
+    #[test]
+    fn a_message_follows_the_configured_webhooks() {
+        let a = Alert::new(Kind::Deny, 1, "h".into(), "r".into());
+        let mut m = Message {
+            id: "m".into(),
+            created_ms: 1,
+            body: Body::single(&a, 60),
+            alerts: vec![],
+            pending: [
+                ("old".to_string(), Attempt::default()),
+                ("b".to_string(), Attempt::default()),
+            ]
+            .into(),
+            delivered: ["a".to_string()].into(),
+        };
+        // "old" was renamed "new": the message is not dropped, it goes to "new".
+        assert!(m.retarget(&[sink("a"), sink("b"), sink("new")]));
+        let pending: Vec<&String> = m.pending.keys().collect();
+        assert_eq!(
+            pending,
+            ["b", "new"],
+            "a already took it; b and new still must"
+        );
+        assert!(!m.retarget(&[sink("a"), sink("b"), sink("new")]), "stable");
+        // A webhook removed for good is no longer waited for.
+        m.retarget(&[sink("a")]);
+        assert!(m.pending.is_empty());
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_configured_maximum() {

@@ -74,9 +74,9 @@ impl Spool {
     /// Writes one alert into `new/`: a temporary file, then a rename. This is all a request
     /// does for an alert: two directory checks, one small write, one rename; no fsync.
     pub fn put(&self, alert: &Alert) -> Result<(), String> {
-        secure_dir(&self.root)?;
+        secure_dir(&self.root, false)?;
         let dir = self.new_dir();
-        secure_dir(&dir)?;
+        secure_dir(&dir, true)?;
         let body = serde_json::to_vec(alert).map_err(|e| format!("cannot encode: {e}"))?;
         let name = format!(
             "{:013}-{}-{}.json",
@@ -89,13 +89,9 @@ impl Spool {
 
     /// Creates or checks every directory of the spool.
     pub fn prepare(&self) -> Result<(), String> {
-        for d in [
-            self.root.clone(),
-            self.new_dir(),
-            self.queue_dir(),
-            self.out_dir(),
-        ] {
-            secure_dir(&d)?;
+        secure_dir(&self.root, false)?;
+        for d in [self.new_dir(), self.queue_dir(), self.out_dir()] {
+            secure_dir(&d, true)?;
         }
         Ok(())
     }
@@ -214,8 +210,10 @@ impl Spool {
     }
 }
 
-/// A root-owned directory that only root can enter (created 0700 when missing), not a link.
-pub fn secure_dir(dir: &Path) -> Result<(), String> {
+/// A root-owned directory, not a link, created 0700 when missing. `private`: only root may
+/// enter it (0700); else only root may write it (the spool's top, which systemd's
+/// `MakeDirectory=` may have created 0755, holds only directories and 0600 files).
+pub fn secure_dir(dir: &Path, private: bool) -> Result<(), String> {
     let md = match fs::symlink_metadata(dir) {
         Ok(md) => md,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -229,10 +227,16 @@ pub fn secure_dir(dir: &Path) -> Result<(), String> {
         }
         Err(e) => return Err(format!("cannot inspect {}: {e}", dir.display())),
     };
-    if !md.is_dir() || md.uid() != 0 || md.mode() & 0o077 != 0 {
+    let others = if private { 0o077 } else { 0o022 };
+    if !md.is_dir() || md.uid() != 0 || md.mode() & others != 0 {
         return Err(format!(
-            "{} must be a directory owned by root with mode 0700",
-            dir.display()
+            "{} must be a directory owned by root {}",
+            dir.display(),
+            if private {
+                "with mode 0700"
+            } else {
+                "that no one else can write"
+            }
         ));
     }
     Ok(())
@@ -360,10 +364,17 @@ mod tests {
         let rows: &[(Setup, &str)] = &[
             (
                 |p| {
-                    fs::create_dir_all(p).unwrap();
-                    fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+                    fs::create_dir_all(p.join("new")).unwrap();
+                    fs::set_permissions(p.join("new"), fs::Permissions::from_mode(0o755)).unwrap();
                 },
-                "a spool others can list would show who was denied what",
+                "alerts others can list or read would show who was denied what",
+            ),
+            (
+                |p| {
+                    fs::create_dir_all(p).unwrap();
+                    fs::set_permissions(p, fs::Permissions::from_mode(0o775)).unwrap();
+                },
+                "a spool its group can write could have its directories swapped",
             ),
             (
                 |p| {

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -52,10 +52,16 @@ pub struct Receiver {
     thread: Option<JoinHandle<()>>,
 }
 
-/// A port in the test range that nothing listens on right now.
+/// A port in the test range that nothing listens on right now, and that no other test of this
+/// process was given (tests run in parallel; one may keep a port closed on purpose).
 pub fn free_port() -> u16 {
-    let start = 18000 + (std::process::id() % 900) as u16;
-    for p in (start..PORTS.end).chain(PORTS.start..start) {
+    use std::sync::atomic::AtomicU32;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(PORTS.end - PORTS.start);
+    let base = std::process::id() % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let p = PORTS.start + ((base + n) % span) as u16;
         if TcpListener::bind(("127.0.0.1", p)).is_ok() {
             return p;
         }
@@ -64,8 +70,17 @@ pub fn free_port() -> u16 {
 }
 
 impl Receiver {
-    /// Listens on 127.0.0.1 (port 0: any free port).
+    /// Listens on 127.0.0.1 (port 0: any free port), plain HTTP.
     pub fn start(port: u16) -> Receiver {
+        Receiver::listen(port, None)
+    }
+
+    /// Listens on 127.0.0.1, HTTPS with the given server configuration.
+    pub fn start_tls(tls: Arc<rustls::ServerConfig>) -> Receiver {
+        Receiver::listen(0, Some(tls))
+    }
+
+    fn listen(port: u16, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the test receiver");
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
@@ -76,7 +91,19 @@ impl Receiver {
         let thread = thread::spawn(move || {
             while !st.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((stream, _)) => serve(stream, &h, &s),
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        stream
+                            .set_read_timeout(Some(Duration::from_secs(5)))
+                            .unwrap();
+                        match &tls {
+                            None => serve(stream, &h, &s),
+                            Some(config) => {
+                                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                                serve(rustls::StreamOwned::new(conn, stream), &h, &s)
+                            }
+                        }
+                    }
                     Err(_) => thread::sleep(Duration::from_millis(2)),
                 }
             }
@@ -127,12 +154,8 @@ impl Drop for Receiver {
     }
 }
 
-fn serve(mut stream: TcpStream, hits: &Mutex<Vec<Hit>>, script: &Mutex<VecDeque<Reply>>) {
-    stream.set_nonblocking(false).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn serve<S: Read + Write>(mut stream: S, hits: &Mutex<Vec<Hit>>, script: &Mutex<VecDeque<Reply>>) {
+    let mut reader = BufReader::new(&mut stream);
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() || line.is_empty() {
         return;
@@ -161,6 +184,7 @@ fn serve(mut stream: TcpStream, hits: &Mutex<Vec<Hit>>, script: &Mutex<VecDeque<
     if reader.read_exact(&mut body).is_err() {
         return;
     }
+    drop(reader);
     let at = Instant::now();
     assert_eq!(method, "POST", "webhooks are POSTed");
     assert!(json_type, "webhook bodies are sent as application/json");
@@ -198,6 +222,79 @@ fn serve(mut stream: TcpStream, hits: &Mutex<Vec<Hit>>, script: &Mutex<VecDeque<
         status,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     });
+}
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it (made with the openssl CLI).
+/// Returns the server configuration and the CA certificate's PEM file.
+pub fn tls_server(dir: &Path) -> (Arc<rustls::ServerConfig>, PathBuf) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    let (ca_key, ca_pem) = (p("ca.key"), p("ca.pem"));
+    ca.extend([
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca_pem,
+        "-subj",
+        "/CN=gwta test CA",
+        "-days",
+        "1",
+    ]);
+    must("openssl", &ca);
+    let (key, csr, ext, pem) = (p("leaf.key"), p("leaf.csr"), p("leaf.ext"), p("leaf.pem"));
+    let mut req = vec!["req"];
+    req.extend(ec);
+    req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]);
+    must("openssl", &req);
+    fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    must(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+        ],
+    );
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pem)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    (Arc::new(config), PathBuf::from(ca_pem))
 }
 
 /// A fresh directory under the target dir (root-owned chain, mode 0755).
