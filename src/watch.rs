@@ -322,7 +322,7 @@ pub fn run(opts: &Options) -> u8 {
                 a.path = Some(t.path.display().to_string());
                 a.diff = diff;
                 // The snapshot moves on only once the alert is safely queued.
-                spool.put(&a)?;
+                spool.put_durable(&a)?;
                 alerts += 1;
             }
         }

@@ -241,13 +241,7 @@ impl Deliverer<'_> {
             if once {
                 return 0;
             }
-            let idle = self.spool.queued().map(|q| q.is_empty()).unwrap_or(true)
-                && self
-                    .spool
-                    .messages::<Message>()
-                    .map(|m| m.is_empty())
-                    .unwrap_or(true);
-            if idle || sinks.is_empty() {
+            if self.spool.is_idle() || sinks.is_empty() {
                 return 0;
             }
             let due = [next_close, next_send].into_iter().flatten().min();
@@ -302,27 +296,39 @@ impl Deliverer<'_> {
         let Some(path) = &self.settings.sudo_log else {
             return;
         };
-        match sudolog::scan(path, &mut self.state.sudo_log) {
-            Ok(events) => {
-                self.sudo_error = None;
-                for e in &events {
-                    if let Some(a) = sudolog::to_alert(e, self.users, &self.host) {
-                        if let Err(err) = self.spool.put(&a) {
+        let before = self.state.sudo_log.clone();
+        let mut scanned = before.clone();
+        let problem = match sudolog::scan(path, &mut scanned) {
+            Ok(scan) => {
+                // The position moves past an event only once its alert is on disk.
+                let mut done = scanned;
+                for e in scan.events {
+                    if let Some(a) = sudolog::to_alert(&e, self.users, &self.host) {
+                        if let Err(err) = self.spool.put_durable(&a) {
                             warn(&format!("cannot queue a sudo refusal: {err}"));
+                            done = self.state.sudo_log.clone();
+                            break;
                         }
                     }
+                    self.state.sudo_log = Some(e.after);
                 }
+                self.state.sudo_log = done;
+                scan.damaged
             }
-            Err(e) => {
-                if self.sudo_error.as_ref() != Some(&e) {
-                    self.notice(format!("sudo log: {e}"));
-                }
+            Err(e) => Some(e),
+        };
+        match problem {
+            Some(e) if self.sudo_error.as_ref() != Some(&e) => {
+                self.notice(format!("sudo log: {e}"));
                 self.sudo_error = Some(e);
             }
+            Some(_) => {}
+            None => self.sudo_error = None,
         }
-        // The position is saved with the alerts it produced already on disk.
-        if let Err(e) = self.spool.save_state(&self.state) {
-            warn(&e);
+        if self.state.sudo_log != before {
+            if let Err(e) = self.spool.save_state(&self.state) {
+                warn(&e);
+            }
         }
     }
 
@@ -428,8 +434,10 @@ impl Deliverer<'_> {
             carried.extend(m.alerts);
         }
         // Windows first, then the queue: a crash in between repeats nothing and loses nothing.
-        self.spool.save_state(&self.state)?;
-        self.spool.remove_queued(&carried);
+        if !carried.is_empty() {
+            self.spool.save_state(&self.state)?;
+            self.spool.remove_queued(&carried);
+        }
         Ok(plan.next_close)
     }
 

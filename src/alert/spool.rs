@@ -74,6 +74,16 @@ impl Spool {
     /// Writes one alert into `new/`: a temporary file, then a rename. This is all a request
     /// does for an alert: two directory checks, one small write, one rename; no fsync.
     pub fn put(&self, alert: &Alert) -> Result<(), String> {
+        self.write_new(alert, false)
+    }
+
+    /// As `put`, synced to disk: for alerts whose source moves on once they are queued (the
+    /// sudo log position, a watcher snapshot), so a power cut cannot lose them.
+    pub fn put_durable(&self, alert: &Alert) -> Result<(), String> {
+        self.write_new(alert, true)
+    }
+
+    fn write_new(&self, alert: &Alert, durable: bool) -> Result<(), String> {
         secure_dir(&self.root, false)?;
         let dir = self.new_dir();
         secure_dir(&dir, true)?;
@@ -84,7 +94,7 @@ impl Spool {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        write_atomic(&dir, &name, &body, false)
+        write_atomic(&dir, &name, &body, durable)
     }
 
     /// Creates or checks every directory of the spool.
@@ -141,6 +151,13 @@ impl Spool {
     /// Whether `new/` holds an alert no deliverer has taken in yet.
     pub fn has_new(&self) -> bool {
         names(&self.new_dir(), "json").is_ok_and(|n| !n.is_empty())
+    }
+
+    /// Whether nothing waits: no queued alert, no message (file names only, nothing parsed).
+    pub fn is_idle(&self) -> bool {
+        [self.queue_dir(), self.out_dir()]
+            .iter()
+            .all(|d| names(d, "json").is_ok_and(|n| n.is_empty()))
     }
 
     /// Moves every finished alert from `new/` to `queue/`; removes stale temporary files.

@@ -36,14 +36,28 @@ pub struct Position {
 pub struct Event {
     pub kind: String,
     pub body: Value,
+    /// Where the scan stands once this entry is handled.
+    pub after: Position,
 }
 
-/// Entries in `buf` (read from file offset `base`), and how many bytes they used up.
-/// Stops before an entry that is not complete yet; a damaged file is an error.
-pub fn parse_events(buf: &[u8], base: u64) -> Result<(Vec<Event>, usize), String> {
-    let mut events = Vec::new();
+/// The entries of a buffer: (type, body, offset in the buffer just after it).
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub entries: Vec<(String, Value, usize)>,
+    /// Bytes used by whole entries; a half-written one after them is left for later.
+    pub used: usize,
+    /// Set when the buffer is damaged at `used` (entries before it are still good).
+    pub error: Option<String>,
+}
+
+/// Entries in `buf`, read from file offset `base`.
+pub fn parse_events(buf: &[u8], base: u64) -> Parsed {
+    let mut p = Parsed::default();
+    let fail = |mut p: Parsed, at: usize, what: String| {
+        p.error = Some(format!("offset {}: {what}", base + at as u64));
+        p
+    };
     let mut i = 0;
-    let mut used = 0;
     let ws = |i: &mut usize| {
         while *i < buf.len() && buf[*i].is_ascii_whitespace() {
             *i += 1;
@@ -60,39 +74,34 @@ pub fn parse_events(buf: &[u8], base: u64) -> Result<(Vec<Event>, usize), String
             ws(&mut i);
         }
         match buf.get(i) {
-            None | Some(b'}') => return Ok((events, used)),
+            None | Some(b'}') => return p,
             Some(b'"') => {}
-            Some(_) => {
-                return Err(format!(
-                    "unexpected byte at offset {} (not a sudo JSON log?)",
-                    base + i as u64
-                ))
-            }
+            Some(_) => return fail(p, i, "unexpected byte (not a sudo JSON log?)".into()),
         }
         let mut keys = serde_json::Deserializer::from_slice(&buf[i..]).into_iter::<String>();
         let kind = match keys.next() {
             Some(Ok(k)) => k,
-            Some(Err(e)) if e.is_eof() => return Ok((events, used)),
-            Some(Err(e)) => return Err(format!("offset {}: {e}", base + i as u64)),
-            None => return Ok((events, used)),
+            Some(Err(e)) if e.is_eof() => return p,
+            Some(Err(e)) => return fail(p, i, e.to_string()),
+            None => return p,
         };
         i += keys.byte_offset();
         ws(&mut i);
         match buf.get(i) {
             Some(b':') => i += 1,
-            None => return Ok((events, used)),
-            Some(_) => return Err(format!("offset {}: expected ':'", base + i as u64)),
+            None => return p,
+            Some(_) => return fail(p, i, "expected ':'".into()),
         }
         let mut values = serde_json::Deserializer::from_slice(&buf[i..]).into_iter::<Value>();
         let body = match values.next() {
             Some(Ok(v)) => v,
-            Some(Err(e)) if e.is_eof() => return Ok((events, used)),
-            Some(Err(e)) => return Err(format!("offset {}: {e}", base + i as u64)),
-            None => return Ok((events, used)),
+            Some(Err(e)) if e.is_eof() => return p,
+            Some(Err(e)) => return fail(p, i, e.to_string()),
+            None => return p,
         };
         i += values.byte_offset();
-        used = i;
-        events.push(Event { kind, body });
+        p.used = i;
+        p.entries.push((kind, body, i));
     }
 }
 
@@ -136,27 +145,36 @@ pub fn to_alert(e: &Event, users: &BTreeSet<String>, host: &str) -> Option<Alert
     Some(a)
 }
 
-/// Reads the events added to `path` since `pos`, updating `pos`. After a rotation, the rest of
-/// the previous file (now `PATH.1`, as logrotate names it) is read first; then the new file,
-/// from its start. A missing file is no error.
-pub fn scan(path: &Path, pos: &mut Option<Position>) -> Result<Vec<Event>, String> {
-    let mut events = Vec::new();
+/// What one scan found: the entries, and a damaged stretch it skipped (if any).
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub events: Vec<Event>,
+    pub damaged: Option<String>,
+}
+
+/// Reads the events added to `path` since `pos`, and moves `pos` past them. After a rotation,
+/// the rest of the previous file (now `PATH.1`, as logrotate names it) is read first; then the
+/// new file, from its start. A missing file is no error; one that is not root's is.
+pub fn scan(path: &Path, pos: &mut Option<Position>) -> Result<Scan, String> {
+    let mut out = Scan::default();
     if let Some(p) = pos.clone() {
         let rotated = PathBuf::from(format!("{}.1", path.display()));
         let moved = std::fs::symlink_metadata(&rotated)
             .is_ok_and(|md| (md.dev(), md.ino()) == (p.dev, p.ino));
         if moved {
             let mut old = Some(p);
-            events = scan_file(&rotated, &mut old)?;
+            out = scan_file(&rotated, &mut old)?;
             *pos = None;
         }
     }
-    events.extend(scan_file(path, pos)?);
-    Ok(events)
+    let now = scan_file(path, pos)?;
+    out.events.extend(now.events);
+    out.damaged = out.damaged.or(now.damaged);
+    Ok(out)
 }
 
 /// One file: from `pos` when it is this file and not shorter, else from its start.
-fn scan_file(path: &Path, pos: &mut Option<Position>) -> Result<Vec<Event>, String> {
+fn scan_file(path: &Path, pos: &mut Option<Position>) -> Result<Scan, String> {
     let shown = path.display();
     let mut file = match OpenOptions::new()
         .read(true)
@@ -164,7 +182,7 @@ fn scan_file(path: &Path, pos: &mut Option<Position>) -> Result<Vec<Event>, Stri
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Scan::default()),
         Err(e) => return Err(format!("cannot open {shown}: {e}")),
     };
     let md = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
@@ -184,24 +202,29 @@ fn scan_file(path: &Path, pos: &mut Option<Position>) -> Result<Vec<Event>, Stri
         .take(MAX_SCAN_BYTES)
         .read_to_end(&mut buf)
         .map_err(|e| format!("{shown}: {e}"))?;
-    let (events, used) = match parse_events(&buf, start) {
-        Ok(r) => r,
-        Err(e) => {
-            // A damaged file: skip what is there now, so one bad byte cannot stop the scan.
-            *pos = Some(Position {
-                dev: md.dev(),
-                ino: md.ino(),
-                offset: start + buf.len() as u64,
-            });
-            return Err(format!("{shown}: {e}; skipped to its end"));
-        }
-    };
-    *pos = Some(Position {
+    let at = |offset: usize| Position {
         dev: md.dev(),
         ino: md.ino(),
-        offset: start + used as u64,
-    });
-    Ok(events)
+        offset: start + offset as u64,
+    };
+    let parsed = parse_events(&buf, start);
+    let events = parsed
+        .entries
+        .into_iter()
+        .map(|(kind, body, end)| Event {
+            kind,
+            body,
+            after: at(end),
+        })
+        .collect();
+    // A damaged stretch is skipped to the end of what is there now, so one bad byte cannot
+    // stop the scan for good; the entries before it still count.
+    let (end, damaged) = match parsed.error {
+        Some(e) => (buf.len(), Some(format!("{shown}: {e}; skipped to its end"))),
+        None => (parsed.used, None),
+    };
+    *pos = Some(at(end));
+    Ok(Scan { events, damaged })
 }
 
 /// Whether the log grew (or was replaced) since `pos`.
@@ -242,10 +265,12 @@ mod tests {
 
     #[test]
     fn entries_are_read_one_by_one_and_the_offset_stops_after_the_last() {
-        let (events, used) = parse_events(LOG.as_bytes(), 0).unwrap();
-        assert_eq!(events.len(), 2);
-        assert_eq!(events[0].kind, "reject");
-        assert_eq!(events[1].kind, "accept");
+        let p = parse_events(LOG.as_bytes(), 0);
+        let used = p.used;
+        assert_eq!(p.entries.len(), 2);
+        assert_eq!(p.entries[0].0, "reject");
+        assert_eq!(p.entries[1].0, "accept");
+        assert_eq!(p.entries[1].2, used);
         assert_eq!(
             &LOG[used..],
             "\n}\n",
@@ -257,23 +282,35 @@ mod tests {
             &LOG[..used],
             ",\n    \"reject\": { \"submituser\": \"gwtaexp\", \"reason\": \"command not allowed\" }\n}\n"
         );
-        let (more, used2) = parse_events(&grown.as_bytes()[used..], used as u64).unwrap();
-        assert_eq!(more.len(), 1);
-        assert_eq!(more[0].body["reason"], "command not allowed");
-        assert_eq!(&grown[used + used2..], "\n}\n");
+        let more = parse_events(&grown.as_bytes()[used..], used as u64);
+        assert_eq!(more.entries.len(), 1);
+        assert_eq!(more.entries[0].1["reason"], "command not allowed");
+        assert_eq!(&grown[used + more.used..], "\n}\n");
     }
 
     #[test]
     fn a_half_written_entry_waits_for_the_next_scan() {
         let cut = LOG.find("\"accept\"").unwrap() + 20;
-        let (events, used) = parse_events(&LOG.as_bytes()[..cut], 0).unwrap();
-        assert_eq!(events.len(), 1, "only the complete entry");
-        assert!(used < cut);
+        let p = parse_events(&LOG.as_bytes()[..cut], 0);
+        assert_eq!(p.entries.len(), 1, "only the complete entry");
+        assert!(p.used < cut && p.error.is_none());
     }
 
     #[test]
     fn refusals_of_managed_users_become_alerts() {
-        let (events, _) = parse_events(LOG.as_bytes(), 0).unwrap();
+        let events: Vec<Event> = parse_events(LOG.as_bytes(), 0)
+            .entries
+            .into_iter()
+            .map(|(kind, body, end)| Event {
+                kind,
+                body,
+                after: Position {
+                    dev: 0,
+                    ino: 0,
+                    offset: end as u64,
+                },
+            })
+            .collect();
         let users: BTreeSet<String> = ["gwtaexp".to_string()].into();
         let a = to_alert(&events[0], &users, "here").unwrap();
         assert_eq!(a.kind, Kind::SudoDeny);
@@ -309,27 +346,35 @@ mod tests {
         };
         std::fs::write(&log, format!("{{\n{}\n}}\n", entry("one"))).unwrap();
         let mut pos = None;
-        assert_eq!(scan(&log, &mut pos).unwrap().len(), 1);
+        assert_eq!(scan(&log, &mut pos).unwrap().events.len(), 1);
         // sudo adds one more, then logrotate moves the file and sudo starts a new one.
         std::fs::write(
             &log,
             format!("{{\n{},\n{}\n}}\n", entry("one"), entry("two")),
         )
         .unwrap_or(());
-        let reasons = |ev: Vec<Event>| -> Vec<String> {
-            ev.iter()
+        let reasons = |s: Scan| -> Vec<String> {
+            s.events
+                .iter()
                 .map(|e| e.body["reason"].as_str().unwrap().to_string())
                 .collect()
         };
         std::fs::rename(&log, dir.join("sudo-events.json.1")).unwrap();
         std::fs::write(&log, format!("{{\n{}\n}}\n", entry("three"))).unwrap();
         assert_eq!(reasons(scan(&log, &mut pos).unwrap()), ["two", "three"]);
-        assert!(scan(&log, &mut pos).unwrap().is_empty(), "nothing twice");
+        assert!(
+            scan(&log, &mut pos).unwrap().events.is_empty(),
+            "nothing twice"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn garbage_is_an_error_not_a_silent_stop() {
-        assert!(parse_events(b"{\n  garbage", 0).is_err());
+    fn damage_is_reported_and_the_entries_before_it_still_count() {
+        let text = format!("{}, garbage", &LOG[..LOG.rfind('}').unwrap()].trim_end());
+        let p = parse_events(text.as_bytes(), 0);
+        assert_eq!(p.entries.len(), 2, "the whole entries before the damage");
+        assert!(p.error.unwrap().contains("not a sudo JSON log"));
+        assert!(parse_events(b"{\n  garbage", 0).error.is_some());
     }
 }
