@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use similar::TextDiff;
 
 use crate::alert::notify::load_policy;
-use crate::alert::spool::{secure_dir, write_atomic, Spool};
+use crate::alert::spool::{read_json, secure_dir, write_atomic, Spool};
 use crate::alert::{now_ms, trigger, Alert, Kind};
 use crate::pipeline::{EXIT_CONFIG, EXIT_DENY};
 use crate::policy::Policy;
@@ -255,14 +255,8 @@ pub fn compare(
 }
 
 fn load_snapshot(dir: &Path, name: &str) -> Option<Snapshot> {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(dir.join(name))
-        .ok()?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    // Escaped text can take twice the file's size, and then some.
+    read_json(&dir.join(name), 4 * MAX_CONTENT_BYTES).ok()
 }
 
 pub fn run(opts: &Options) -> u8 {
@@ -495,6 +489,26 @@ mod tests {
         let (what, body) = compare(&t, Some(&old), Some(&new)).unwrap();
         assert_eq!(what, "modified");
         assert!(!body.unwrap().contains("secret"));
+    }
+
+    #[test]
+    fn a_large_watched_file_round_trips_through_its_snapshot() {
+        let dir = std::env::temp_dir().join(format!("gateway-watch-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("big");
+        // Quotes double in JSON: the snapshot is far larger than the file.
+        fs::write(&file, "\"".repeat(3 << 20)).unwrap();
+        let snap = take(&file).unwrap().unwrap();
+        assert!(snap.text.is_some(), "compared line by line below 4 MiB");
+        let name = snapshot_name(&file);
+        write_atomic(&dir, &name, &serde_json::to_vec(&snap).unwrap(), false).unwrap();
+        assert_eq!(
+            load_snapshot(&dir, &name),
+            Some(snap),
+            "read back whole, not cut"
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -97,6 +97,10 @@ pub struct Alert {
     pub diff: Option<String>,
 }
 
+/// Syslog severities (RFC 5424) for what alerting reports about itself.
+pub(crate) const SYSLOG_ERR: u8 = 3;
+pub(crate) const SYSLOG_WARNING: u8 = 4;
+
 pub fn now_ms() -> u64 {
     to_ms(SystemTime::now())
 }
@@ -236,7 +240,7 @@ pub fn raise(settings: &AlertSettings, req: &Request, d: &Decision, ctx: &Contex
         Ok(()) => trigger::start(settings, Path::new(POLICY_PATH)),
         Err(e) => {
             let _ = audit::syslog(
-                3,
+                SYSLOG_ERR,
                 ctx.time,
                 &format!("alert for user {:?} could not be queued: {e}", req.user),
             );

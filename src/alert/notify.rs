@@ -109,7 +109,11 @@ fn backoff_ms(failures: u32, max_s: u64) -> u64 {
 /// nobody reads stderr (a detached deliverer), to syslog.
 fn warn(msg: &str) {
     eprintln!("gateway notify: {msg}");
-    let _ = audit::syslog(4, SystemTime::now(), &format!("notify: {msg}"));
+    let _ = audit::syslog(
+        super::SYSLOG_WARNING,
+        SystemTime::now(),
+        &format!("notify: {msg}"),
+    );
 }
 
 /// Loads a policy for the root-side tools, with the same ownership check as a request.

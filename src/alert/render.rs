@@ -277,8 +277,7 @@ fn slack(b: &Body) -> Value {
             }
         })
         .collect();
-    let slack_code = |lang: &str, s: &str, max: usize| {
-        let _ = lang;
+    let slack_code = |_lang: &str, s: &str, max: usize| {
         format!(
             "```{}```",
             cut(

@@ -218,7 +218,7 @@ impl Spool {
         if !path.exists() {
             return Ok(T::default());
         }
-        read_json(&path).map_err(|e| format!("{}: {e}", path.display()))
+        read_json(&path, MAX_FILE_BYTES).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     pub fn save_state<T: Serialize>(&self, state: &T) -> Result<(), String> {
@@ -313,14 +313,15 @@ fn names(dir: &Path, ext: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, String> {
+/// Reads a JSON file the spool or the watcher wrote (no link followed, at most `max` bytes).
+pub fn read_json<T: DeserializeOwned>(path: &Path, max: u64) -> Result<T, String> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| format!("cannot open: {e}"))?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES)
+    file.take(max)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read: {e}"))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("not a valid spool file: {e}"))
@@ -330,7 +331,7 @@ fn read_all<T: DeserializeOwned>(dir: &Path) -> Result<Files<T>, String> {
     Ok(names(dir, "json")?
         .into_iter()
         .map(|n| {
-            let v = read_json(&dir.join(&n));
+            let v = read_json(&dir.join(&n), MAX_FILE_BYTES);
             (n, v)
         })
         .collect())

@@ -49,7 +49,7 @@ pub fn start(settings: &AlertSettings, config: &Path) {
     }
     if let Err(e) = spawn_detached(config) {
         let _ = crate::audit::syslog(
-            4,
+            super::SYSLOG_WARNING,
             std::time::SystemTime::now(),
             &format!("cannot start gateway notify: {e}"),
         );
