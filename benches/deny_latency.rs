@@ -88,7 +88,9 @@ impl Drop for Restore {
         if self.made_dir {
             let _ = fs::remove_dir("/etc/gateway");
         }
-        stop_deliverer(&self.scratch.join("spool"));
+        for i in 0..CONFIGS.len() {
+            stop_deliverer(&self.scratch.join(format!("spool-{i}")));
+        }
         let _ = fs::remove_dir_all(&self.scratch);
     }
 }
@@ -119,7 +121,9 @@ fn stop_deliverer(spool: &Path) {
     }
 }
 
-fn policy_text(scratch: &Path, c: &Config) -> String {
+/// Each configuration has its own spool and webhooks file, so a deliverer stuck on the
+/// blackhole never stands in for the no-webhook configuration's own deliverers.
+fn policy_text(scratch: &Path, i: usize, c: &Config) -> String {
     format!(
         r#"[settings]
 audit_log = "{dir}/audit.jsonl"
@@ -127,9 +131,9 @@ syslog = false
 
 [alerts]
 enabled = {enabled}
-spool_dir = "{dir}/spool"
+spool_dir = "{dir}/spool-{i}"
 snapshot_dir = "{dir}/snapshots"
-webhooks_file = "{dir}/webhooks.toml"
+webhooks_file = "{dir}/webhooks-{i}.toml"
 sudo_log = ""
 trigger = "{trigger}"
 
@@ -237,13 +241,21 @@ fn main() {
     // Accepts connections (the kernel completes the handshake) and never reads or answers.
     let blackhole = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = blackhole.local_addr().unwrap().port();
-    let webhooks = scratch.join("webhooks.toml");
     let blackholed = format!(
         "[[webhook]]\nname = \"blackhole\"\nkind = \"discord\"\nurl = \"http://127.0.0.1:{port}/api/webhooks/1/bench\"\n"
     );
 
+    for (i, c) in CONFIGS.iter().enumerate() {
+        let text = if c.blackholed {
+            blackholed.as_str()
+        } else {
+            ""
+        };
+        write_root_only(&scratch.join(format!("webhooks-{i}.toml")), text);
+    }
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); CONFIGS.len()];
     let mut stuck = false;
+    install(&policy_text(&scratch, 0, &CONFIGS[0]));
     for _ in 0..3 {
         deny_once(); // warm the page cache before measuring
     }
@@ -252,15 +264,14 @@ fn main() {
             // Each round starts with another configuration, so none always follows the same one.
             let i = (round + k) % CONFIGS.len();
             let c = &CONFIGS[i];
-            install(&policy_text(&scratch, c));
-            write_root_only(&webhooks, if c.blackholed { &blackholed } else { "" });
+            install(&policy_text(&scratch, i, c));
             for _ in 0..PER_BLOCK {
                 samples[i].push(deny_once());
             }
             // The deliverer really is stuck on the blackhole while the blackholed blocks run.
             stuck |= c.blackholed
                 && c.trigger == Some("spawn")
-                && deliverer(&scratch.join("spool")).is_some();
+                && deliverer(&scratch.join(format!("spool-{i}"))).is_some();
         }
     }
     let m: Vec<f64> = samples.iter_mut().map(|v| median(v)).collect();

@@ -80,9 +80,12 @@ pub struct NotifyArgs {
     /// One pass: send what is due now and exit, without waiting for windows or retries.
     #[arg(long)]
     pub once: bool,
-    /// Internal: the intermediate of the detached start (new session, start, exit).
+    /// Internal: the intermediate of the detached start (start a deliverer, exit).
     #[arg(long, hide = true)]
     pub detach: bool,
+    /// Internal: the detached deliverer; leave the caller's session first.
+    #[arg(long, hide = true)]
+    pub new_session: bool,
 }
 
 #[derive(Debug, Args)]

@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         cli::Command::Notify(n) => notify::run(&notify::Options {
             config: n.config,
             once: n.once,
+            new_session: n.new_session,
         }),
         cli::Command::Watch(w) => watch::run(&watch::Options { config: w.config }),
         cli::Command::Alert {

@@ -377,7 +377,7 @@ pub fn run(opts: &Options) -> u8 {
         );
     }
     if alerts > 0 {
-        trigger::start(settings, &opts.config);
+        trigger::start(settings, &opts.config, true);
     }
     if failed {
         EXIT_CONFIG

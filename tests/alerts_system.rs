@@ -129,6 +129,8 @@ fn denials_through_gateway_run_reach_the_webhook() {
     need_root();
     let _lock = system_lock();
     let rx = Receiver::start(0);
+    // The first attempt fails, so the deliverer stays a moment and can be looked at.
+    rx.script(vec![Reply::Status(503)]);
     let s = Setup::new(
         "run",
         &[],
@@ -142,6 +144,30 @@ fn denials_through_gateway_run_reach_the_webhook() {
     let _policy = install_policy(&s);
     let denied = gateway_run(None, &["whoami", "--help"]);
     assert_eq!(denied.status.code(), Some(77), "{}", text(&denied));
+    // The deliverer the request started is detached: its own session, stdio on /dev/null, and
+    // nothing of the request's left open (else `output()` above would still be waiting).
+    rx.wait_for(10, "the first attempt", |h| !h.is_empty());
+    let pid: u32 = fs::read_to_string(s.spool.join("notify.lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    assert_eq!(
+        fields[3],
+        pid.to_string(),
+        "the deliverer leads its own session: {stat}"
+    );
+    assert_ne!(
+        fields[1],
+        std::process::id().to_string(),
+        "and is not the test's child"
+    );
+    for fd in 0..3 {
+        let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+        assert_eq!(target, Path::new("/dev/null"), "fd {fd}");
+    }
     // Audit mode runs what the rules deny (true ignores its argument) and alerts all the same.
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
     let would = gateway_run(Some(("nobody", nobody.uid.as_raw())), &["true", "--x"]);
@@ -149,9 +175,19 @@ fn denials_through_gateway_run_reach_the_webhook() {
     // An allowed request raises nothing.
     let allowed = gateway_run(None, &["true"]);
     assert_eq!(allowed.status.code(), Some(0), "{}", text(&allowed));
-    let hits = rx.wait_for(30, "the deny and the would-deny", |h| h.len() >= 2);
+    let hits: Vec<Hit> = rx
+        .wait_for(30, "the deny and the would-deny", |h| {
+            h.iter().filter(|x| x.status == 204).count() >= 2
+        })
+        .into_iter()
+        .filter(|h| h.status == 204)
+        .collect();
     s.wait_idle(30);
-    assert_eq!(rx.hits().len(), 2, "nothing for the allowed request");
+    assert_eq!(
+        rx.hits().len(),
+        3,
+        "one retry, nothing for the allowed request"
+    );
     let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
     let d = hits
         .iter()

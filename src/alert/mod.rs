@@ -237,7 +237,8 @@ pub fn raise(settings: &AlertSettings, req: &Request, d: &Decision, ctx: &Contex
     }
     let alert = Alert::from_decision(req, d, ctx);
     match spool::Spool::new(&settings.spool_dir).put(&alert) {
-        Ok(()) => trigger::start(settings, Path::new(POLICY_PATH)),
+        // An audit-mode pass goes on to run the program, which must not inherit a child.
+        Ok(()) => trigger::start(settings, Path::new(POLICY_PATH), d.would_deny),
         Err(e) => {
             let _ = audit::syslog(
                 SYSLOG_ERR,

@@ -98,6 +98,8 @@ pub struct Options {
     pub config: PathBuf,
     /// One pass: deliver what is due now, then exit.
     pub once: bool,
+    /// Started detached by a request: leave its session (no controlling terminal) first.
+    pub new_session: bool,
 }
 
 fn backoff_ms(failures: u32, max_s: u64) -> u64 {
@@ -152,6 +154,9 @@ fn prepare(config: &Path) -> Result<(BTreeSet<String>, AlertSettings), u8> {
 }
 
 pub fn run(opts: &Options) -> u8 {
+    if opts.new_session {
+        let _ = nix::unistd::setsid();
+    }
     let (users, settings) = match prepare(&opts.config) {
         Ok(p) => p,
         Err(code) => return code,

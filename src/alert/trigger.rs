@@ -1,14 +1,18 @@
 //! Starting delivery without waiting for it.
 //!
 //! Under systemd, the `gateway-notify.path` unit watches the spool's `new/` directory, so a
-//! request only writes its file. Elsewhere the request starts a detached `gateway notify`: it
-//! runs a short-lived intermediate (`gateway notify --detach`), which calls `setsid` and starts
-//! the deliverer with stdio on /dev/null, then exits; the request reaps the intermediate at once,
-//! so the deliverer belongs to no one and never becomes the requested program's child. While a
-//! deliverer holds the spool's lock, nothing is started: it takes the new alert itself.
+//! request only writes its file. While a deliverer holds the spool's lock, nothing is started
+//! either: it takes the new alert itself. Otherwise a double fork: the request starts a
+//! short-lived intermediate (`gateway notify --detach`) in a process group of its own, so a
+//! hang-up of sudo's terminal cannot reach it, and does not wait for it (it exits right after,
+//! and init reaps the intermediate), unless it is about to run the program (audit mode), which
+//! must not inherit a child: then it reaps it. The intermediate starts the deliverer
+//! (`gateway notify --new-session`, stdio on /dev/null, clean environment, no inherited
+//! descriptors), which calls `setsid` first, and exits.
 #![forbid(unsafe_code)]
 
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -35,10 +39,10 @@ pub fn systemd_delivers(settings: &AlertSettings) -> bool {
     }
 }
 
-/// Makes sure a deliverer will look at the spool soon. Failures are reported to syslog by the
-/// caller's record only; the alert itself is already on disk and the next trigger or the timer
-/// will deliver it.
-pub fn start(settings: &AlertSettings, config: &Path) {
+/// Makes sure a deliverer will look at the spool soon. `reap`: wait for the intermediate (the
+/// caller goes on to run a program rather than exit). A failure goes to syslog; the alert is
+/// on disk already, and the next trigger or the timer delivers it.
+pub fn start(settings: &AlertSettings, config: &Path, reap: bool) {
     if systemd_delivers(settings) {
         return;
     }
@@ -47,7 +51,7 @@ pub fn start(settings: &AlertSettings, config: &Path) {
     if Spool::new(&settings.spool_dir).deliverer_running() {
         return;
     }
-    if let Err(e) = spawn_detached(config) {
+    if let Err(e) = spawn_detached(config, reap) {
         let _ = crate::audit::syslog(
             super::SYSLOG_WARNING,
             std::time::SystemTime::now(),
@@ -72,27 +76,31 @@ fn notify_command(extra: &[&str], config: &Path) -> io::Result<Command> {
     Ok(cmd)
 }
 
-/// The first fork: the intermediate, waited for (it lives for one spawn).
-fn spawn_detached(config: &Path) -> io::Result<()> {
+/// The first fork: the intermediate, in a process group of its own.
+fn spawn_detached(config: &Path, reap: bool) -> io::Result<()> {
     // Descriptors sudo or sshd left open must not stay open in a long-lived deliverer.
     system::cloexec_from(3)?;
-    let status = notify_command(&["--detach"], config)?.status()?;
-    if !status.success() {
-        return Err(io::Error::other(format!(
-            "the intermediate exited with {status}"
-        )));
+    let mut child = notify_command(&["--detach"], config)?
+        .process_group(0)
+        .spawn()?;
+    if reap {
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(io::Error::other(format!(
+                "the intermediate exited with {status}"
+            )));
+        }
     }
     Ok(())
 }
 
-/// The intermediate (`gateway notify --detach`): a new session, the deliverer started in it,
-/// and exit without waiting, so the deliverer is re-parented to init.
+/// The intermediate (`gateway notify --detach`): starts the deliverer and exits without
+/// waiting, so the deliverer is re-parented to init.
 pub fn detach(config: &Path) -> u8 {
-    let _ = nix::unistd::setsid();
     if system::cloexec_from(3).is_err() {
         return 1;
     }
-    match notify_command(&[], config).and_then(|mut c| c.spawn()) {
+    match notify_command(&["--new-session"], config).and_then(|mut c| c.spawn()) {
         Ok(_) => 0,
         Err(_) => 1,
     }
