@@ -31,6 +31,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_gateway");
 const POLICY: &str = "/etc/gateway/gateway.toml";
 const ROUNDS: usize = 150;
 const PER_BLOCK: usize = 2;
+const SETTLE: Duration = Duration::from_millis(15);
 
 /// One configuration: how delivery is started, and what the webhook is.
 #[derive(Clone, Copy)]
@@ -259,14 +260,25 @@ fn main() {
     for _ in 0..3 {
         deny_once(); // warm the page cache before measuring
     }
-    for round in 0..ROUNDS {
-        for k in 0..CONFIGS.len() {
-            // Each round starts with another configuration, so none always follows the same one.
-            let i = (round + k) % CONFIGS.len();
+    let mut order: Vec<usize> = (0..CONFIGS.len()).collect();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..ROUNDS {
+        // A new order each round (xorshift + Fisher-Yates): no configuration always follows the
+        // same one and inherits its background work.
+        for k in (1..order.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(k, (seed % (k as u64 + 1)) as usize);
+        }
+        for &i in &order {
             let c = &CONFIGS[i];
             install(&policy_text(&scratch, i, c));
             for _ in 0..PER_BLOCK {
                 samples[i].push(deny_once());
+                // Denials one at a time, as a host sees them: what one request started has
+                // finished before the next (in a burst, requests start no deliverer at all).
+                sleep(SETTLE);
             }
             // The deliverer really is stuck on the blackhole while the blackholed blocks run.
             stuck |= c.blackholed
@@ -278,7 +290,8 @@ fn main() {
     let n = samples[0].len();
     println!(
         "deny latency of `gateway run` (decide -> audit -> queue alert -> trigger), {n} requests \
-         per configuration, interleaved in blocks of {PER_BLOCK}:"
+         per configuration, interleaved in blocks of {PER_BLOCK} in shuffled order, {} ms apart:",
+        SETTLE.as_millis()
     );
     for (c, ms) in CONFIGS.iter().zip(&m) {
         println!("  {:<42} median {ms:7.3} ms", c.label);
