@@ -474,6 +474,13 @@ impl Setup {
 impl Drop for Setup {
     fn drop(&mut self) {
         if !thread::panicking() {
+            // A deliverer a test started may still be finishing; it would write into the
+            // directory while it is being removed.
+            let spool = gateway::alert::spool::Spool::new(&self.spool);
+            let end = Instant::now() + Duration::from_secs(30);
+            while self.spool.exists() && spool.deliverer_running() && Instant::now() < end {
+                thread::sleep(Duration::from_millis(50));
+            }
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
