@@ -139,6 +139,9 @@ pub fn syslog_line(record: &Record) -> String {
         record.rule.map(q).unwrap_or_else(|| "-".into()),
         q(record.reason),
     );
+    if let Some(c) = record.command {
+        line.push_str(&format!(" command={}", q(c)));
+    }
     if let Some(c) = record.ssh_client {
         line.push_str(&format!(" client={}", q(c)));
     }

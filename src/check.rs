@@ -32,7 +32,7 @@ pub fn run(opts: Options) -> u8 {
             "warning: `gateway run` and `gateway ssh` would deny every request with this file"
         );
     }
-    let policy = match Policy::load(&opts.config) {
+    let policy = match Policy::load_strict(&opts.config) {
         Ok(p) => p,
         Err(diags) => {
             for d in &diags {
@@ -87,7 +87,8 @@ fn rules_deny(d: &Decision) -> bool {
     d.verdict == Verdict::Deny || d.would_deny
 }
 
-fn self_test(policy: &Policy, path: &Path) -> u8 {
+/// Runs the policy's `[[test]]` cases; prints failures and a summary line. 0 when all pass.
+pub fn self_test(policy: &Policy, path: &Path) -> u8 {
     let mut failures = 0;
     for t in &policy.tests {
         let input = match &t.input {

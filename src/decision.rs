@@ -230,19 +230,20 @@ fn judge(policy: &Policy, req: &Request, argv: &[String]) -> Decision {
                 }
             }
             Err(r) => {
-                if best.as_ref().is_none_or(|(b, _)| r.index > b.index) {
+                if best.as_ref().is_none_or(|(b, _)| r.outranks(b)) {
                     best = Some((r, rule));
                 }
             }
         }
     }
     let (refusal, rule) = best.expect("at least one rule was evaluated");
+    let hint = refusal.hint.clone().or_else(|| rule.hint.clone());
     let mut d = refusal_decision(Refusal {
         message: format!("{}: {}", program.name, refusal.message),
         ..refusal
     });
     d.rule = Some(rule.name.clone());
-    d.hint = rule.hint.clone();
+    d.hint = hint;
     d.allowed = rules.iter().map(|r| r.synopsis()).collect();
     d
 }
@@ -396,7 +397,7 @@ fn inner_plan(
             Err(mut r) => {
                 r.index += 1;
                 r.message = format!("{}: {}", program.name, r.message);
-                if best.as_ref().is_none_or(|b| r.index > b.index) {
+                if best.as_ref().is_none_or(|b| r.outranks(b)) {
                     best = Some(r);
                 }
             }

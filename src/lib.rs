@@ -12,6 +12,7 @@ pub mod check;
 pub mod clock;
 pub mod decision;
 pub mod exec;
+pub mod install;
 pub mod pipeline;
 pub mod policy;
 pub mod request;

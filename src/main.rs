@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use gateway::alert::{notify, trigger};
+use gateway::install::{self, deploy, features::Feature};
 use gateway::{check, pipeline, watch};
 
 fn main() -> ExitCode {
@@ -68,6 +69,13 @@ fn main() -> ExitCode {
             batch: c.batch,
             json: c.json,
         }),
+        cli::Command::Install(a) => install_command(a),
+        cli::Command::Uninstall(a) => install::uninstall(install::UninstallOptions {
+            dry_run: a.dry_run,
+            restore_permissive: a.restore_permissive,
+            purge: a.purge,
+        }),
+        cli::Command::Deploy(a) => deploy_command(a),
         cli::Command::Notify(n) if n.detach => trigger::detach(&n.config),
         cli::Command::Notify(n) => notify::run(&notify::Options {
             config: n.config,
@@ -80,4 +88,100 @@ fn main() -> ExitCode {
         } => notify::test(&t.config),
     };
     ExitCode::from(code)
+}
+
+fn chosen(f: &cli::FeatureArgs) -> Vec<Feature> {
+    if f.all {
+        return Feature::ALL.to_vec();
+    }
+    let flags = [
+        (f.sudo_restrictions, Feature::SudoRestrictions),
+        (f.alerts, Feature::Alerts),
+        (f.crontab_watch, Feature::CrontabWatch),
+        (f.core_limits, Feature::CoreLimits),
+    ];
+    flags
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, f)| *f)
+        .collect()
+}
+
+fn install_command(a: cli::InstallArgs) -> u8 {
+    let mut ssh_keys = Vec::new();
+    for k in &a.ssh_key {
+        let Some((user, file)) = k.split_once('=') else {
+            eprintln!("gateway: --ssh-key takes USER=FILE, got {k:?}");
+            return pipeline::EXIT_USAGE;
+        };
+        ssh_keys.push((user.to_string(), file.into()));
+    }
+    install::install(install::InstallOptions {
+        dry_run: a.dry_run,
+        update: a.update,
+        features: chosen(&a.features),
+        policy: a.policy,
+        binary: a.binary,
+        ssh_users: a.ssh_user,
+        ssh_keys,
+        webhook: a.webhook,
+        webhook_file: a.webhook_file,
+        set_login_shell: a.set_login_shell,
+        yes: a.yes,
+    })
+}
+
+fn deploy_command(a: cli::DeployArgs) -> u8 {
+    let features = chosen(&a.features);
+    let action = match (a.update, a.uninstall) {
+        (true, _) => deploy::Action::Update,
+        (_, true) => deploy::Action::Uninstall,
+        _ => deploy::Action::Install,
+    };
+    if action == deploy::Action::Install && features.is_empty() {
+        eprintln!("gateway: deploy needs --all or feature flags (hosts are not asked questions)");
+        return pipeline::EXIT_USAGE;
+    }
+    let opts = deploy::DeployOptions {
+        servers: a.servers,
+        action,
+        dry_run: a.dry_run,
+        restore_permissive: a.restore_permissive,
+        features,
+        policy: a.policy,
+        binary: a.binary,
+        webhook_file: a.webhook_file,
+        ssh_users: a.ssh_user,
+        set_login_shell: a.set_login_shell,
+        ssh_config: a.ssh_config,
+        sudo: a.sudo,
+        parallel: a.parallel,
+    };
+    match deploy::deploy(&opts) {
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            pipeline::EXIT_USAGE
+        }
+        Ok(outcomes) => {
+            for o in &outcomes {
+                for line in o.output.lines() {
+                    println!("[{}] {line}", o.host);
+                }
+            }
+            print!("{}", deploy::table(&outcomes));
+            if outcomes
+                .iter()
+                .any(|o| matches!(o.status, deploy::Status::Failed(_)))
+            {
+                1
+            } else if outcomes
+                .iter()
+                .any(|o| o.status == deploy::Status::Defeated)
+            {
+                2
+            } else {
+                0
+            }
+        }
+    }
 }

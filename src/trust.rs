@@ -13,6 +13,8 @@ use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 const MAX_LINKS: usize = 40;
 const GROUP_OR_OTHER_WRITE: u32 = 0o022;
 const STICKY: u32 = 0o1000;
@@ -190,7 +192,7 @@ fn shebang(path: &Path) -> Result<Option<PathBuf>, Distrust> {
 }
 
 /// What a data path must be once it exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     Any,
     File,

@@ -7,10 +7,12 @@
 //! first value-taking letter swallows the rest of the word, or the next word.
 #![forbid(unsafe_code)]
 
+use serde::{Deserialize, Serialize};
+
 use super::{Operand, OptDef, OptUse, ParseError, Parsed};
 
 /// Where option scanning stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Order {
     /// glibc default: options anywhere.
     Permute,
@@ -124,9 +126,16 @@ fn short_cluster(
     for (pos, c) in word.char_indices().skip(1) {
         let spelled = format!("-{c}");
         let Some(def) = defs.iter().position(|d| d.has_name(&spelled)) else {
-            return Err(ParseError::UnknownOption {
-                index: i,
-                option: spelled,
+            return Err(if pos == 1 {
+                ParseError::UnknownOption {
+                    index: i,
+                    option: spelled,
+                }
+            } else {
+                ParseError::UnknownInCluster {
+                    index: i,
+                    option: spelled,
+                }
             });
         };
         if defs[def].takes_value {

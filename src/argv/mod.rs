@@ -8,12 +8,15 @@
 pub mod exact;
 pub mod getopt;
 pub mod operands;
+pub mod pflag;
 pub mod split;
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// One option a tokeniser may recognise, with every spelling the program accepts for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OptDef {
     /// Spellings as typed on the command line: `-u`, `--unit`, `-pm`, `--query-gpu`, `if`.
     pub names: Vec<String>,
@@ -65,6 +68,8 @@ pub struct Parsed {
 pub enum ParseError {
     /// An option that is not in the table.
     UnknownOption { index: usize, option: String },
+    /// An unknown letter after known ones in a short cluster (`-vX`).
+    UnknownInCluster { index: usize, option: String },
     /// A long option written as a prefix of a known one (GNU getopt would accept it).
     Abbreviation {
         index: usize,
@@ -94,6 +99,7 @@ impl ParseError {
     pub fn index(&self) -> usize {
         match self {
             ParseError::UnknownOption { index, .. }
+            | ParseError::UnknownInCluster { index, .. }
             | ParseError::Abbreviation { index, .. }
             | ParseError::MissingValue { index, .. }
             | ParseError::UnexpectedValue { index, .. }
@@ -106,7 +112,8 @@ impl ParseError {
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ParseError::UnknownOption { option, .. } => {
+            ParseError::UnknownOption { option, .. }
+            | ParseError::UnknownInCluster { option, .. } => {
                 write!(f, "option {option} is not allowed")
             }
             ParseError::Abbreviation { given, full, .. } => write!(

@@ -147,7 +147,11 @@ pub fn split(s: &str) -> Result<Vec<String>, SplitError> {
                     in_word = true;
                 }
                 '\\' => match chars.next() {
+                    // The escaped character skips the loop's own checks: repeat them.
                     Some((at, n)) if n.is_control() => return err(at, SplitErrorKind::Control(n)),
+                    Some((at, n)) if is_invisible(n) => {
+                        return err(at, SplitErrorKind::Invisible(n))
+                    }
                     Some((_, n)) => {
                         word.push(n);
                         in_word = true;
@@ -317,6 +321,11 @@ mod tests {
                 "docker\u{3000}ps",
                 SplitErrorKind::Invisible('\u{3000}'),
                 "ideographic space",
+            ),
+            (
+                "j\\\u{a0}x",
+                SplitErrorKind::Invisible('\u{a0}'),
+                "escaped no-break space (found by fuzzing)",
             ),
             (
                 "docker 'ps",

@@ -5,13 +5,14 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::raw::{RawAlerts, Str};
 use super::{value, Builder};
 
 /// How a request starts delivery after queueing an alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Trigger {
     /// The systemd path unit when systemd runs and the unit is enabled, else a detached child.
     Auto,
@@ -21,7 +22,7 @@ pub enum Trigger {
     Spawn,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertSettings {
     /// Queue an alert for every deny and audit-mode "would deny".
     pub enabled: bool,

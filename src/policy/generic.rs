@@ -5,13 +5,15 @@
 
 use std::fmt::Write as _;
 
-use crate::argv::{exact, getopt, operands, OptDef, ParseError, Parsed};
+use serde::{Deserialize, Serialize};
+
+use crate::argv::{self, exact, getopt, operands, OptDef, ParseError, Parsed};
 
 use super::raw::{RawOption, RawRule, Str};
 use super::value::ValueSpec;
 use super::{Builder, Dialect, Refusal};
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct GenericRule {
     dialect: Dialect,
     defs: Vec<OptDef>,
@@ -21,7 +23,7 @@ pub struct GenericRule {
     append: Vec<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct OptionRule {
     canonical: String,
     value: Option<ValueSpec>,
@@ -31,7 +33,7 @@ struct OptionRule {
     conflicts: Vec<usize>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 enum ArgPat {
     Literal(String),
     Typed {
@@ -62,6 +64,7 @@ fn valid_name(dialect: Dialect, name: &str) -> bool {
             body.is_some_and(|b| word(b, b"-_."))
         }
         Dialect::Operands => word(name, b"_") && name.bytes().all(|b| !b.is_ascii_uppercase()),
+        Dialect::Pflag => false,
     }
 }
 
@@ -70,6 +73,7 @@ fn name_rule(dialect: Dialect) -> &'static str {
         Dialect::Getopt(_) => "-x or --long-name",
         Dialect::Exact => "-word or --word",
         Dialect::Operands => "a lower-case operand name such as if",
+        Dialect::Pflag => "nothing: pflag programs take docker rules",
     }
 }
 
@@ -252,6 +256,7 @@ impl GenericRule {
             Dialect::Getopt(order) => getopt::parse(args, &self.defs, order),
             Dialect::Exact => exact::parse(args, &self.defs),
             Dialect::Operands => operands::parse(args, &self.defs),
+            Dialect::Pflag => exact::parse(args, &[]),
         }
         .map_err(|e| parse_refusal(e, args))?;
         self.check_operands(&parsed, args.len())?;
@@ -348,7 +353,7 @@ impl GenericRule {
                 } else {
                     format!("unexpected argument {:?}", op.value)
                 };
-                Refusal::at(op.index, &op.value, msg)
+                Refusal::unknown(op.index, &op.value, msg)
             };
             let spec = match pats.next() {
                 Some(ArgPat::Literal(l)) => {
@@ -358,7 +363,7 @@ impl GenericRule {
                         } else {
                             format!("argument {:?} is refused; expected {l:?}", op.value)
                         };
-                        return Err(Refusal::at(op.index, &op.value, msg));
+                        return Err(Refusal::unknown(op.index, &op.value, msg));
                     }
                     continue;
                 }
@@ -409,19 +414,23 @@ impl GenericRule {
         Ok(())
     }
 
-    /// The argv the program will see: canonical spellings, then appended words, then operands.
+    /// The argv the program will see: canonical spellings in the rule's option order (repeats
+    /// keep their order: `-e` fields are columns), then appended words, then `--` and operands.
+    /// The exact dialect is passed on as written: it has no other spelling.
     fn emit(&self, args: &[String], parsed: &Parsed) -> Vec<String> {
         let mut out = Vec::with_capacity(args.len() + self.append.len() + 1);
+        let mut options: Vec<&argv::OptUse> = parsed.options.iter().collect();
+        options.sort_by_key(|o| o.def);
         match self.dialect {
-            Dialect::Exact => out.extend(args.iter().cloned()),
+            Dialect::Exact | Dialect::Pflag => out.extend(args.iter().cloned()),
             Dialect::Operands => {
-                for used in &parsed.options {
+                for used in options {
                     let name = &self.options[used.def].canonical;
                     out.push(format!("{name}={}", used.value.as_deref().unwrap_or("")));
                 }
             }
             Dialect::Getopt(_) => {
-                for used in &parsed.options {
+                for used in options {
                     let name = &self.options[used.def].canonical;
                     match &used.value {
                         None => out.push(name.clone()),
@@ -503,11 +512,15 @@ impl GenericRule {
 
 fn parse_refusal(e: ParseError, args: &[String]) -> Refusal {
     let index = e.index();
-    let word = args.get(index).cloned();
-    let message = e.to_string();
+    let specific = !matches!(
+        e,
+        ParseError::UnknownOption { .. } | ParseError::BadWord { .. }
+    );
     Refusal {
         index,
-        argument: word,
-        message,
+        argument: args.get(index).cloned(),
+        message: e.to_string(),
+        specific,
+        hint: None,
     }
 }

@@ -5,7 +5,9 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod cache;
 pub mod diag;
+pub mod docker;
 mod generic;
 mod raw;
 mod timeout;
@@ -17,6 +19,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::argv::getopt::Order;
@@ -36,7 +39,7 @@ use value::{NamedType, PathRule, Pattern, ValueSpec};
 pub const POLICY_PATH: &str = "/etc/gateway/gateway.toml";
 const MAX_POLICY_BYTES: u64 = 1 << 20;
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Policy {
     pub file: String,
     pub settings: Settings,
@@ -44,10 +47,12 @@ pub struct Policy {
     pub users: BTreeMap<String, User>,
     pub programs: BTreeMap<String, Program>,
     pub rules: BTreeMap<String, Rule>,
+    /// Only `check` runs them; the cache does not keep them.
+    #[serde(skip)]
     pub tests: Vec<TestCase>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     pub audit_log: PathBuf,
     pub syslog: bool,
@@ -72,7 +77,7 @@ impl Default for Settings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
     /// Deny what the rules do not allow.
     Enforce,
@@ -89,7 +94,7 @@ impl Mode {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct User {
     pub name: String,
     pub mode: Mode,
@@ -97,7 +102,7 @@ pub struct User {
 }
 
 /// How a program reads its argv.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Dialect {
     /// GNU getopt_long; `getopt+` stops at the first operand.
     Getopt(Order),
@@ -105,13 +110,16 @@ pub enum Dialect {
     Exact,
     /// `NAME=VALUE` operands (dd).
     Operands,
+    /// spf13/pflag as the docker CLI reads it; such programs take docker rules.
+    Pflag,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Program {
     pub name: String,
     pub paths: Vec<PathBuf>,
     pub dialect: Dialect,
+    #[serde(skip)]
     resolution: OnceLock<Resolution>,
 }
 
@@ -151,7 +159,7 @@ impl Program {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Rule {
     pub name: String,
     pub program: String,
@@ -162,10 +170,11 @@ pub struct Rule {
     body: RuleBody,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 enum RuleBody {
     Generic(GenericRule),
     Timeout(TimeoutRule),
+    Docker(Box<docker::DockerRule>),
 }
 
 /// What a rule makes of the arguments it accepted.
@@ -177,29 +186,55 @@ pub enum Outcome {
     Wrap(Wrapped, Vec<String>),
 }
 
-/// Why a rule refused, and how far it read before refusing (to pick the most telling refusal).
+/// Why a rule refused, and how far it read before refusing: when several rules refuse, the
+/// one that got furthest, and among those one that recognised the word it refuses, explains
+/// the denial best.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub index: usize,
     pub argument: Option<String>,
     pub message: String,
+    /// The rule knew the refused word (its own option with a bad value, an abbreviation of one
+    /// of its options), rather than not knowing it at all.
+    pub specific: bool,
+    /// Replaces the rule's hint when the refusal is not about this rule's own shape.
+    pub hint: Option<String>,
 }
 
 impl Refusal {
+    /// A word the rule recognised but refuses.
     pub fn at(index: usize, argument: &str, message: String) -> Refusal {
         Refusal {
             index,
             argument: Some(argument.to_string()),
             message,
+            specific: true,
+            hint: None,
         }
     }
 
+    /// A word the rule does not know at all.
+    pub fn unknown(index: usize, argument: &str, message: String) -> Refusal {
+        Refusal {
+            specific: false,
+            ..Refusal::at(index, argument, message)
+        }
+    }
+
+    /// Something missing or conflicting, found after reading every word.
     pub fn missing(index: usize, message: String) -> Refusal {
         Refusal {
             index,
             argument: None,
             message,
+            specific: true,
+            hint: None,
         }
+    }
+
+    /// Whether this refusal explains a denial better than `other`.
+    pub fn outranks(&self, other: &Refusal) -> bool {
+        (self.index, self.specific) > (other.index, other.specific)
     }
 }
 
@@ -211,6 +246,7 @@ impl Rule {
             RuleBody::Timeout(t) => t
                 .evaluate(args)
                 .map(|w| Outcome::Wrap(w, t.programs.clone())),
+            RuleBody::Docker(d) => d.evaluate(args).map(Outcome::Args),
         }
     }
 
@@ -219,6 +255,7 @@ impl Rule {
         let rest = match &self.body {
             RuleBody::Generic(g) => g.synopsis(),
             RuleBody::Timeout(t) => t.synopsis(),
+            RuleBody::Docker(d) => d.synopsis(),
         };
         if rest.is_empty() {
             self.program.clone()
@@ -264,8 +301,26 @@ impl Policy {
         Policy::parse(&name, &text)
     }
 
-    /// Validates policy text; `file` names it in diagnostics.
+    /// Validates policy text; `file` names it in diagnostics. Regexes are syntax-checked here
+    /// and built on first use.
     pub fn parse(file: &str, text: &str) -> Result<Policy, Vec<Diagnostic>> {
+        Policy::parse_with(file, text, false)
+    }
+
+    /// Like `parse`, and also builds every regex, so a pattern too large to build is reported
+    /// with its position (`gateway check`).
+    pub fn parse_strict(file: &str, text: &str) -> Result<Policy, Vec<Diagnostic>> {
+        Policy::parse_with(file, text, true)
+    }
+
+    /// `load`, with every regex built (`gateway check`).
+    pub fn load_strict(path: &Path) -> Result<Policy, Vec<Diagnostic>> {
+        let name = path.display().to_string();
+        let text = read_bounded(path).map_err(|e| vec![Diagnostic::whole(&name, e)])?;
+        Policy::parse_strict(&name, &text)
+    }
+
+    fn parse_with(file: &str, text: &str, eager: bool) -> Result<Policy, Vec<Diagnostic>> {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
             vec![Diagnostic::at(
                 file,
@@ -275,6 +330,7 @@ impl Policy {
             )]
         })?;
         let mut b = Builder::new(file, text, &raw);
+        b.eager = eager;
         let policy = b.policy(&raw);
         match policy {
             Some(p) if b.errors.is_empty() => Ok(p),
@@ -332,9 +388,22 @@ pub(crate) struct Builder<'a> {
     types: BTreeMap<String, Arc<NamedType>>,
     resolving: BTreeSet<String>,
     programs: BTreeSet<String>,
+    /// Byte offset of each line start, for cheap line numbers.
+    line_starts: Vec<usize>,
+    /// Build every regex now (check) rather than on first use (run).
+    eager: bool,
 }
 
-const BUILTIN_TYPES: &[&str] = &["iface"];
+const BUILTIN_TYPES: &[&str] = &[
+    "iface",
+    "container_name",
+    "docker_image",
+    "docker_gpus",
+    "docker_publish",
+    "docker_volume",
+    "docker_size",
+    "docker_env",
+];
 
 impl<'a> Builder<'a> {
     fn new(file: &'a str, source: &'a str, raw: &'a RawPolicy) -> Self {
@@ -346,6 +415,10 @@ impl<'a> Builder<'a> {
             types: BTreeMap::new(),
             resolving: BTreeSet::new(),
             programs: raw.programs.keys().map(|k| k.get_ref().clone()).collect(),
+            eager: false,
+            line_starts: std::iter::once(0)
+                .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
         }
     }
 
@@ -370,6 +443,9 @@ impl<'a> Builder<'a> {
     pub(crate) fn named_value(&mut self, name: &str, span: Range<usize>) -> Option<ValueSpec> {
         if name == "iface" {
             return Some(ValueSpec::Iface);
+        }
+        if let Some(t) = docker::values::builtin(name) {
+            return Some(ValueSpec::Docker(t));
         }
         if let Some(t) = self.types.get(name) {
             return Some(ValueSpec::Named(t.clone()));
@@ -403,10 +479,15 @@ impl<'a> Builder<'a> {
     }
 
     fn pattern(&mut self, s: &Str) -> Option<Pattern> {
-        match Pattern::new(s.get_ref()) {
+        let built = Pattern::new(s.get_ref()).and_then(|p| {
+            if self.eager {
+                p.build()?;
+            }
+            Ok(p)
+        });
+        match built {
             Ok(p) => Some(p),
-            Err(e) => {
-                let detail = e.to_string();
+            Err(detail) => {
                 let last = detail.lines().last().unwrap_or("").trim().to_string();
                 self.error(
                     Some(s.span()),
@@ -425,13 +506,24 @@ impl<'a> Builder<'a> {
             t.list.is_some(),
             t.path.is_some(),
             t.any_of.is_some(),
+            t.image.is_some(),
         ];
         if kinds.iter().filter(|&&k| k).count() != 1 {
             self.error(
                 Some(span),
-                "a value type needs exactly one of: enum, regex, int, list, path, any_of".into(),
+                "a value type needs exactly one of: enum, regex, int, list, path, any_of, image"
+                    .into(),
             );
             return None;
+        }
+        if let Some(patterns) = &t.image {
+            return match docker::image::Allowlist::new(patterns) {
+                Ok(list) => Some(ValueSpec::Docker(docker::values::DockerType::Images(list))),
+                Err(e) => {
+                    self.error(Some(span), e);
+                    None
+                }
+            };
         }
         if (t.sep.is_some() || t.max_items.is_some()) && t.list.is_none() {
             self.error(Some(span), "sep and max_items belong to a list type".into());
@@ -588,11 +680,12 @@ impl<'a> Builder<'a> {
                 "getopt+" => Dialect::Getopt(Order::RequireOrder),
                 "exact" => Dialect::Exact,
                 "operands" => Dialect::Operands,
+                "pflag" => Dialect::Pflag,
                 other => {
                     self.error(
                         Some(p.dialect.span()),
                         format!(
-                            "unknown dialect {other:?}; use getopt, getopt+, exact or operands"
+                            "unknown dialect {other:?}; use getopt, getopt+, exact, operands or pflag"
                         ),
                     );
                     continue;
@@ -675,7 +768,31 @@ impl<'a> Builder<'a> {
                 return None;
             }
         }
+        if (dialect == Dialect::Pflag) != r.docker.is_some() {
+            let msg = if r.docker.is_some() {
+                "a docker table belongs to a rule whose program has dialect = \"pflag\""
+            } else {
+                "rules for a pflag program are docker rules: add docker = { command = \"...\" }"
+            };
+            self.error(Some(r.program.span()), msg.into());
+            return None;
+        }
+        if let Some(d) = &r.docker {
+            if r.timeout.is_some() {
+                self.error(
+                    Some(d.span()),
+                    "a rule is either a docker or a timeout rule".into(),
+                );
+                return None;
+            }
+            env.extend(docker::fixed_env());
+        }
         let body = match &r.timeout {
+            Some(_) if r.docker.is_some() => return None,
+            None if r.docker.is_some() => {
+                let d = r.docker.as_ref()?;
+                RuleBody::Docker(Box::new(docker::build(self, r, d)?))
+            }
             Some(t) => {
                 let generic_keys = !r.options.is_empty()
                     || r.args.is_some()
@@ -738,8 +855,10 @@ impl<'a> Builder<'a> {
     }
 
     fn location(&self, span: Range<usize>) -> String {
-        let d = Diagnostic::at(self.file, self.source, Some(span), String::new());
-        format!("{}:{}", d.file, d.line)
+        let line = self
+            .line_starts
+            .partition_point(|&start| start <= span.start);
+        format!("{}:{line}", self.file)
     }
 
     fn tests(&mut self, raw: &RawPolicy) -> Vec<TestCase> {

@@ -91,6 +91,23 @@ pub struct RawRule {
     #[serde(default)]
     pub append: Vec<Str>,
     pub timeout: Option<Spanned<RawTimeout>>,
+    /// A docker rule: which docker command, and the types of its special operands.
+    pub docker: Option<Spanned<RawDocker>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDocker {
+    /// `ps`, `system df`, `run`, `build`, `compose up`, ...
+    pub command: Str,
+    /// run: the type the image must match.
+    pub image: Option<Str>,
+    /// run: the `--pull` policy the gateway writes (never, missing, always).
+    pub pull: Option<Str>,
+    /// build: the type of the context directory.
+    pub context: Option<Str>,
+    /// compose: the type of the `-f` file.
+    pub file: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +153,8 @@ pub struct RawValueTable {
     pub max_items: Option<usize>,
     pub path: Option<RawPath>,
     pub any_of: Option<Vec<Spanned<RawValue>>>,
+    /// Docker image patterns (`alpine`, `alpine:*`, `local/*`).
+    pub image: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,11 +3,13 @@
 //! make directly, validated again in full by the decision.
 #![forbid(unsafe_code)]
 
+use serde::{Deserialize, Serialize};
+
 use super::raw::RawTimeout;
 use super::value::ValueSpec;
 use super::{Builder, Refusal};
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct TimeoutRule {
     seconds: ValueSpec,
     /// Programs the wrapped command may name.

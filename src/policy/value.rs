@@ -5,16 +5,17 @@
 #![forbid(unsafe_code)]
 
 use std::path::{Component, Path};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 
 use crate::trust::{self, Kind};
 
 /// The longest value any typed check looks at.
 const MAX_VALUE_LEN: usize = 4096;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ValueSpec {
     /// A type defined under `[types]`, shared by name.
     Named(Arc<NamedType>),
@@ -33,9 +34,11 @@ pub enum ValueSpec {
     AnyOf(Vec<ValueSpec>),
     /// A network interface that exists on this host (`/sys/class/net/NAME`).
     Iface,
+    /// A value with docker's grammar (image references, `-p`, `-v`, `--gpus`, ...).
+    Docker(super::docker::values::DockerType),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct NamedType {
     pub name: String,
     pub description: Option<String>,
@@ -43,23 +46,45 @@ pub struct NamedType {
 }
 
 /// An anchored regular expression over printable ASCII.
-#[derive(Debug, Clone)]
+///
+/// The syntax is checked when the policy loads; the automaton is built on first use, because a
+/// request touches a handful of the policy's patterns and building one can take 100 µs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pattern {
     pub source: String,
-    re: Regex,
+    anchored: String,
+    #[serde(skip)]
+    re: OnceLock<Option<Regex>>,
 }
 
 impl Pattern {
-    pub fn new(source: &str) -> Result<Pattern, regex::Error> {
-        let re = Regex::new(&format!("^(?:{source})$"))?;
+    pub fn new(source: &str) -> Result<Pattern, String> {
+        let anchored = format!("^(?:{source})$");
+        regex_syntax::Parser::new()
+            .parse(&anchored)
+            .map_err(|e| e.to_string())?;
         Ok(Pattern {
             source: source.to_string(),
-            re,
+            anchored,
+            re: OnceLock::new(),
         })
     }
 
+    /// A pattern that cannot be built (over the size limit) matches nothing: fail closed.
     pub fn is_match(&self, value: &str) -> bool {
-        printable_ascii(value) && self.re.is_match(value)
+        printable_ascii(value)
+            && self
+                .re
+                .get_or_init(|| Regex::new(&self.anchored).ok())
+                .as_ref()
+                .is_some_and(|re| re.is_match(value))
+    }
+
+    /// Builds the automaton now; `check` uses it to report patterns that cannot be built.
+    pub fn build(&self) -> Result<(), String> {
+        Regex::new(&self.anchored)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -68,7 +93,7 @@ fn printable_ascii(value: &str) -> bool {
 }
 
 /// A path below a fixed directory whose remainder matches a pattern.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PathRule {
     pub prefix: String,
     pub name: Pattern,
@@ -129,6 +154,7 @@ impl ValueSpec {
                 Err(why.join("; "))
             }
             ValueSpec::Iface => check_iface(value),
+            ValueSpec::Docker(t) => t.check(value),
         }
     }
 
@@ -160,6 +186,7 @@ impl ValueSpec {
                 format!("either {}", parts.join(" or "))
             }
             ValueSpec::Iface => "the name of a network interface of this host".into(),
+            ValueSpec::Docker(t) => t.describe(),
         }
     }
 
@@ -171,6 +198,7 @@ impl ValueSpec {
             ValueSpec::Int { .. } => "N".into(),
             ValueSpec::Iface => "IFACE".into(),
             ValueSpec::Path(_) => "PATH".into(),
+            ValueSpec::Docker(t) => t.placeholder().into(),
             _ => "VALUE".into(),
         }
     }
