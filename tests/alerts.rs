@@ -4,6 +4,7 @@
 //! binary delivers them. Each test has its own spool, policy and receiver, so they run in
 //! parallel; nothing here touches system state (see alerts_system.rs for that).
 
+#[path = "support/alerts.rs"]
 mod support;
 
 use std::collections::BTreeSet;

@@ -7,6 +7,7 @@
 //! even when it fails. Needs: sudo, cron (for `crontab`), systemd (for `systemd-analyze`),
 //! util-linux (`runuser`, `prlimit`).
 
+#[path = "support/alerts.rs"]
 mod support;
 
 use std::fs;
@@ -101,11 +102,11 @@ fn sudoers_for(users: &str, log: &Path) -> String {
     ))
     .unwrap();
     assert!(
-        text.contains("logfile=/var/log/gateway/sudo-events.json"),
+        text.contains("logfile=/var/log/gateway-sudo.json"),
         "the drop-in logs sudo's events"
     );
     text.replace("@USERS@", users)
-        .replace("/var/log/gateway/sudo-events.json", log.to_str().unwrap())
+        .replace("/var/log/gateway-sudo.json", log.to_str().unwrap())
 }
 
 fn visudo_ok(text: &str) {
@@ -374,7 +375,7 @@ fn watch_reports_crontab_and_sudoers_changes_with_diffs() {
     let mut cron = crontab.0.clone().unwrap_or_default();
     cron.extend_from_slice(b"# gwta: root's crontab before the change\n");
     CrontabGuard::set(&cron);
-    let dropin = sudoers_for("gwtawatch", Path::new("/var/log/gateway/sudo-events.json"));
+    let dropin = sudoers_for("gwtawatch", Path::new("/var/log/gateway-sudo.json"));
     visudo_ok(&dropin);
     let sudoers = Replaced::install(
         Path::new("/etc/sudoers.d/gateway"),

@@ -53,7 +53,7 @@ impl Default for AlertSettings {
             webhooks_file: PathBuf::from("/etc/gateway/webhooks.toml"),
             spool_dir: PathBuf::from("/var/spool/gateway"),
             snapshot_dir: PathBuf::from("/var/lib/gateway/snapshots"),
-            sudo_log: Some(PathBuf::from("/var/log/gateway/sudo-events.json")),
+            sudo_log: Some(PathBuf::from("/var/log/gateway-sudo.json")),
             coalesce_seconds: 60,
             max_messages_per_window: 10,
             expire_hours: 168,
