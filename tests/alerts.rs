@@ -2,7 +2,8 @@
 //! endpoint. Alerts enter the spool through the same functions a denied request uses
 //! (`Alert::from_decision` on a real decision, then `Spool::put`); the real `gateway notify`
 //! binary delivers them. Each test has its own spool, policy and receiver, so they run in
-//! parallel; nothing here touches system state (see alerts_system.rs for that).
+//! parallel; nothing here touches system state (see alerts_system.rs for that). The HTTPS test
+//! makes its certificates with the openssl command.
 
 #[path = "support/alerts.rs"]
 mod support;

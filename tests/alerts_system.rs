@@ -5,7 +5,7 @@
 //!
 //! Every test here holds /run/gateway-tests.lock and puts back what it changed (Drop guards),
 //! even when it fails. Needs: sudo, cron (for `crontab`), systemd (for `systemd-analyze`),
-//! util-linux (`runuser`, `prlimit`).
+//! util-linux (`runuser`, `prlimit`), logrotate.
 
 #[path = "support/alerts.rs"]
 mod support;
@@ -553,6 +553,12 @@ fn contrib_core_limit_files_work_with_real_pam_and_sysctl() {
         line.split_whitespace().skip(4).take(2).eq(["0", "0"]),
         "{line}"
     );
+    // logrotate: the file parses (debug mode changes nothing).
+    let o = must(
+        "logrotate",
+        &["--debug", &format!("{contrib}/logrotate.d/gateway")],
+    );
+    assert!(!text(&o).to_lowercase().contains("error"), "{}", text(&o));
     // systemd-coredump drop-in: a [Coredump] section that keeps nothing.
     let dropin =
         fs::read_to_string(format!("{contrib}/systemd/coredump.conf.d/gateway.conf")).unwrap();
