@@ -109,6 +109,11 @@ fn added_cost(policy: &str, binary: &Path, label: &str) {
 }
 
 fn main() {
+    // `cargo test --all-targets` also runs this binary; only `cargo bench` passes --bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("request_cost: a benchmark; run it with `cargo bench --bench request_cost`");
+        return;
+    }
     require_root();
     let static_binary = static_release_binary();
     let _lock = system_lock();

@@ -222,7 +222,7 @@ mod tests {
             reason: "line\nbreak \"quoted\"".into(),
             argument: None,
             hint: None,
-            allowed: vec![],
+            allowed: crate::decision::Alternatives::None,
             argv: None,
             plan: None,
         };

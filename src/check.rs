@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::decision::{decide, Channel, Decision, ExecPlan, Input, Request, Verdict};
+use crate::decision::{self, decide, Channel, Decision, ExecPlan, Input, Request, Verdict};
 use crate::pipeline::{EXIT_CONFIG, EXIT_DENY, EXIT_USAGE};
 use crate::policy::{self, Expect, Policy, TestInput};
 
@@ -176,12 +176,15 @@ struct DecisionJson<'a> {
     argument: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hint: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    allowed: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    allowed: Vec<String>,
     exec: Option<ExecJson<'a>>,
 }
 
-fn to_json<'a>(d: &'a Decision, with_env: bool) -> DecisionJson<'a> {
+/// The decision as JSON; `detail` adds the environment and the alternatives (single checks),
+/// which batch output leaves out.
+fn to_json<'a>(d: &'a Decision, detail: Option<(&Policy, &str)>) -> DecisionJson<'a> {
+    let with_env = detail.is_some();
     DecisionJson {
         verdict: d.verdict,
         would_deny: d.would_deny,
@@ -189,7 +192,9 @@ fn to_json<'a>(d: &'a Decision, with_env: bool) -> DecisionJson<'a> {
         reason: &d.reason,
         argument: d.argument.as_deref(),
         hint: d.hint.as_deref(),
-        allowed: if with_env { &d.allowed } else { &[] },
+        allowed: detail
+            .map(|(p, user)| decision::alternatives(p, user, &d.allowed))
+            .unwrap_or_default(),
         exec: d.plan.as_ref().map(|p| exec_json(p, with_env)),
     }
 }
@@ -217,12 +222,13 @@ fn one(policy: &Policy, user: &str, input: Input, json: bool) -> u8 {
     };
     let d = decide(policy, &req);
     if json {
+        let detail = Some((policy, user));
         println!(
             "{}",
-            serde_json::to_string(&to_json(&d, true)).unwrap_or_default()
+            serde_json::to_string(&to_json(&d, detail)).unwrap_or_default()
         );
     } else {
-        print!("{}", human(&d));
+        print!("{}", human(policy, user, &d));
     }
     match d.verdict {
         Verdict::Allow => 0,
@@ -231,7 +237,7 @@ fn one(policy: &Policy, user: &str, input: Input, json: bool) -> u8 {
 }
 
 /// The decision as an operator reads it.
-pub fn human(d: &Decision) -> String {
+pub fn human(policy: &Policy, user: &str, d: &Decision) -> String {
     let mut s = String::new();
     match (d.verdict, d.would_deny) {
         (Verdict::Allow, false) => {
@@ -267,9 +273,10 @@ pub fn human(d: &Decision) -> String {
             );
         }
     }
-    if !d.allowed.is_empty() {
+    let allowed = decision::alternatives(policy, user, &d.allowed);
+    if !allowed.is_empty() {
         let _ = writeln!(s, "  allowed instead:");
-        for a in &d.allowed {
+        for a in &allowed {
             let _ = writeln!(s, "    {a}");
         }
     }
@@ -349,11 +356,11 @@ fn batch(policy: &Policy, source: &str) -> u8 {
         match batch_request(&line) {
             Ok(req) => {
                 let d = decide(policy, &req);
-                let _ = serde_json::to_writer(&mut buf, &to_json(&d, false));
+                let _ = serde_json::to_writer(&mut buf, &to_json(&d, None));
             }
             Err(e) => {
                 let d = Decision::refused(format!("line {}: invalid request: {e}", n + 1));
-                let mut v = serde_json::to_value(to_json(&d, false)).unwrap_or_default();
+                let mut v = serde_json::to_value(to_json(&d, None)).unwrap_or_default();
                 v["error"] = serde_json::Value::Bool(true);
                 let _ = serde_json::to_writer(&mut buf, &v);
             }

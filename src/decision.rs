@@ -70,8 +70,8 @@ pub struct Decision {
     /// The argument the refusal is about.
     pub argument: Option<String>,
     pub hint: Option<String>,
-    /// What the caller may run instead (synopses), on a denial.
-    pub allowed: Vec<String>,
+    /// What the caller may run instead, on a denial (rendered by `alternatives`).
+    pub allowed: Alternatives,
     /// The request as words, once split.
     pub argv: Option<Vec<String>>,
     pub plan: Option<ExecPlan>,
@@ -92,7 +92,7 @@ impl Decision {
             reason,
             argument: None,
             hint: None,
-            allowed: Vec::new(),
+            allowed: Alternatives::None,
             argv: None,
             plan: None,
         }
@@ -140,8 +140,8 @@ fn decide_inner(policy: &Policy, req: &Request) -> Decision {
         Input::Argv(a) => a.clone(),
         Input::Ssh(None) => {
             let mut d = Decision::deny("no command given: this account has no shell".into());
-            if let Some(user) = policy.users.get(&req.user) {
-                d.allowed = user_synopses(policy, user);
+            if policy.users.contains_key(&req.user) {
+                d.allowed = Alternatives::Everything;
             }
             return d;
         }
@@ -194,23 +194,29 @@ fn judge(policy: &Policy, req: &Request, argv: &[String]) -> Decision {
     }
     let Some(argv0) = argv.first() else {
         let mut d = Decision::deny("empty command".into());
-        d.allowed = user_synopses(policy, user);
+        d.allowed = Alternatives::Everything;
         return d;
     };
     let Some(program) = policy.program_for(argv0) else {
         let mut d = refusal_decision(unknown_program(argv0));
-        d.allowed = user_synopses(policy, user);
+        d.allowed = Alternatives::Everything;
         return d;
     };
-    let rules: Vec<&Rule> = policy.rules_for(user, &program.name).collect();
-    if rules.is_empty() {
+    if policy.rules_for(user, &program.name).next().is_none() {
         let mut d = Decision::deny(format!("{} may not run {}", user.name, program.name));
         d.argument = Some(argv0.clone());
-        d.allowed = user_synopses(policy, user);
+        d.allowed = Alternatives::Everything;
         return d;
     }
+    // Rules that cannot concern this request would only repeat one refusal: read the first.
+    let mut candidates: Vec<&Rule> = policy
+        .candidate_rules(user, &program.name, &argv[1..])
+        .collect();
+    if candidates.is_empty() {
+        candidates.extend(policy.rules_for(user, &program.name).take(1));
+    }
     let mut best: Option<(Refusal, &Rule)> = None;
-    for rule in &rules {
+    for rule in &candidates {
         let result = rule
             .evaluate(&argv[1..])
             .and_then(|outcome| finish(policy, user, program, rule, outcome));
@@ -224,7 +230,7 @@ fn judge(policy: &Policy, req: &Request, argv: &[String]) -> Decision {
                     reason: format!("allowed by rule {}", rule.name),
                     argument: None,
                     hint: None,
-                    allowed: Vec::new(),
+                    allowed: Alternatives::None,
                     argv: None,
                     plan: Some(plan),
                 }
@@ -244,7 +250,7 @@ fn judge(policy: &Policy, req: &Request, argv: &[String]) -> Decision {
     });
     d.rule = Some(rule.name.clone());
     d.hint = hint;
-    d.allowed = rules.iter().map(|r| r.synopsis()).collect();
+    d.allowed = Alternatives::Program(program.name.clone());
     d
 }
 
@@ -270,7 +276,7 @@ fn within_limits(policy: &Policy, argv: &[String]) -> Result<(), Refusal> {
         }
         if let Some(c) = a
             .chars()
-            .find(|&c| c.is_control() || split::is_invisible(c))
+            .find(|&c| c.is_control() || (!c.is_ascii() && split::is_invisible(c)))
         {
             return Err(Refusal::at(
                 i,
@@ -462,16 +468,36 @@ fn plan_for(
     })
 }
 
-/// One line per rule this user holds: what they may run.
-pub fn user_synopses(policy: &Policy, user: &User) -> Vec<String> {
-    user.rules
-        .iter()
-        .filter_map(|r| policy.rules.get(r))
-        .map(|r| match &r.description {
-            Some(d) => format!("{}    # {d}", r.synopsis()),
-            None => r.synopsis(),
-        })
-        .collect()
+/// What a denied caller may run instead. Kept as a description and rendered only when shown:
+/// formatting every synopsis of a user's rules costs more than the decision itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alternatives {
+    None,
+    /// Every rule the user holds.
+    Everything,
+    /// The user's rules for this program.
+    Program(String),
+}
+
+/// One line per rule (each with its description): what `user` may run instead.
+pub fn alternatives(policy: &Policy, user: &str, which: &Alternatives) -> Vec<String> {
+    let Some(user) = policy.users.get(user) else {
+        return Vec::new();
+    };
+    let line = |r: &Rule| match &r.description {
+        Some(d) => format!("{}    # {d}", r.synopsis()),
+        None => r.synopsis(),
+    };
+    match which {
+        Alternatives::None => Vec::new(),
+        Alternatives::Everything => user
+            .rules
+            .iter()
+            .filter_map(|r| policy.rules.get(r))
+            .map(line)
+            .collect(),
+        Alternatives::Program(p) => policy.rules_for(user, p).map(|r| r.synopsis()).collect(),
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use crate::audit::{self, Context};
-use crate::decision::{decide, Channel, Decision, Input, Request, Verdict};
+use crate::decision::{self, decide, Channel, Decision, Input, Request, Verdict};
 use crate::policy::{self, Policy, Settings, POLICY_PATH};
 use crate::{alert, exec, request, trust};
 
@@ -145,13 +145,13 @@ fn handle(channel: Channel, input: Input, pre_denial: Option<String>) -> u8 {
         .unwrap_or_default();
     alert::raise(&alerts, &req, &decision, &ctx);
     if recorded.is_err() {
-        explain(&req, &decision);
+        explain(loaded.as_ref().ok(), &req, &decision);
         return EXIT_DENY;
     }
     match (decision.verdict, &decision.plan) {
         (Verdict::Allow, Some(plan)) => exec::run(plan),
         _ => {
-            explain(&req, &decision);
+            explain(loaded.as_ref().ok(), &req, &decision);
             if config_error {
                 EXIT_CONFIG
             } else {
@@ -166,14 +166,17 @@ fn record(settings: &Settings, req: &Request, d: &Decision, ctx: &Context) -> Re
 }
 
 /// Tells the caller why, and what they may run instead.
-fn explain(req: &Request, d: &Decision) {
+fn explain(policy: Option<&Policy>, req: &Request, d: &Decision) {
+    let allowed = policy
+        .map(|p| decision::alternatives(p, &req.user, &d.allowed))
+        .unwrap_or_default();
     if req.input == Input::Ssh(None) {
         println!("This account runs commands through gateway; there is no shell.");
-        if d.allowed.is_empty() {
+        if allowed.is_empty() {
             println!("{} may run nothing.", req.user);
         } else {
             println!("{} may run:", req.user);
-            for line in &d.allowed {
+            for line in &allowed {
                 println!("    {line}");
             }
         }
@@ -183,9 +186,9 @@ fn explain(req: &Request, d: &Decision) {
     if let Some(hint) = &d.hint {
         eprintln!("gateway: hint: {hint}");
     }
-    if !d.allowed.is_empty() {
+    if !allowed.is_empty() {
         eprintln!("gateway: {} may run:", req.user);
-        for line in &d.allowed {
+        for line in &allowed {
             eprintln!("    {line}");
         }
     }

@@ -10,6 +10,7 @@ pub mod diag;
 pub mod docker;
 mod generic;
 mod raw;
+mod rules;
 mod timeout;
 pub mod value;
 
@@ -28,6 +29,7 @@ use crate::trust;
 
 pub use alerts::AlertSettings;
 pub use diag::Diagnostic;
+pub use rules::Rules;
 pub use timeout::Wrapped;
 
 use generic::GenericRule;
@@ -46,10 +48,13 @@ pub struct Policy {
     pub alerts: AlertSettings,
     pub users: BTreeMap<String, User>,
     pub programs: BTreeMap<String, Program>,
-    pub rules: BTreeMap<String, Rule>,
+    pub rules: Rules,
     /// Only `check` runs them; the cache does not keep them.
     #[serde(skip)]
     pub tests: Vec<TestCase>,
+    /// user -> program -> that user's rules for it, in the user's order; built on first use.
+    #[serde(skip)]
+    by_program: OnceLock<BTreeMap<String, BTreeMap<String, Vec<String>>>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -264,6 +269,15 @@ impl Rule {
         }
     }
 
+    /// The leading words a request must have for this rule to concern it (a docker rule's
+    /// command); a request without them gets the same refusal from every such rule.
+    pub fn selector(&self) -> Option<String> {
+        match &self.body {
+            RuleBody::Docker(d) => Some(d.selector().to_string()),
+            RuleBody::Generic(_) | RuleBody::Timeout(_) => None,
+        }
+    }
+
     pub fn is_wrapper(&self) -> bool {
         matches!(self.body, RuleBody::Timeout(_))
     }
@@ -340,6 +354,9 @@ impl Policy {
 
     /// The program `argv0` names, if the policy knows it.
     pub fn program_for(&self, argv0: &str) -> Option<&Program> {
+        if !argv0.starts_with('/') {
+            return self.programs.get(argv0);
+        }
         self.programs.values().find(|p| p.answers_to(argv0))
     }
 
@@ -349,10 +366,51 @@ impl Policy {
         user: &'a User,
         program: &'a str,
     ) -> impl Iterator<Item = &'a Rule> {
-        user.rules
-            .iter()
-            .filter_map(|r| self.rules.get(r))
-            .filter(move |r| r.program == program)
+        self.rule_names_for(user, program)
+            .filter_map(|name| self.rules.get(name))
+    }
+
+    /// user -> program -> rule names, from the rule table without decoding any rule.
+    fn index(&self) -> &BTreeMap<String, BTreeMap<String, Vec<String>>> {
+        self.by_program.get_or_init(|| {
+            let mut index: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+            for u in self.users.values() {
+                let mine = index.entry(u.name.clone()).or_default();
+                for name in &u.rules {
+                    if let Some(program) = self.rules.program_of(name) {
+                        mine.entry(program.to_string())
+                            .or_default()
+                            .push(name.clone());
+                    }
+                }
+            }
+            index
+        })
+    }
+
+    /// The user's rules for one program that a request with these arguments can concern (a
+    /// docker rule for another command cannot), in the user's order.
+    pub fn candidate_rules<'a>(
+        &'a self,
+        user: &'a User,
+        program: &'a str,
+        args: &'a [String],
+    ) -> impl Iterator<Item = &'a Rule> {
+        self.rule_names_for(user, program)
+            .filter(move |name| self.rules.may_accept(name, args))
+            .filter_map(|name| self.rules.get(name))
+    }
+
+    fn rule_names_for<'a>(
+        &'a self,
+        user: &'a User,
+        program: &'a str,
+    ) -> impl Iterator<Item = &'a String> {
+        self.index()
+            .get(&user.name)
+            .and_then(|by| by.get(program))
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -620,6 +678,7 @@ impl<'a> Builder<'a> {
             programs,
             rules,
             tests,
+            by_program: OnceLock::new(),
         })
     }
 
@@ -717,12 +776,8 @@ impl<'a> Builder<'a> {
         out
     }
 
-    fn rules(
-        &mut self,
-        raw: &RawPolicy,
-        programs: &BTreeMap<String, Program>,
-    ) -> BTreeMap<String, Rule> {
-        let mut out = BTreeMap::new();
+    fn rules(&mut self, raw: &RawPolicy, programs: &BTreeMap<String, Program>) -> Rules {
+        let mut out = Rules::default();
         for (name, r) in &raw.rules {
             let Some(program) = programs.get(r.program.get_ref()) else {
                 self.error(
@@ -820,7 +875,7 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn users(&mut self, raw: &RawPolicy, rules: &BTreeMap<String, Rule>) -> BTreeMap<String, User> {
+    fn users(&mut self, raw: &RawPolicy, rules: &Rules) -> BTreeMap<String, User> {
         let mut out = BTreeMap::new();
         for (name, u) in &raw.users {
             let mode = match u.mode.as_ref().map(|m| m.get_ref().as_str()) {

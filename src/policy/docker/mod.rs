@@ -477,6 +477,16 @@ impl DockerRule {
         Ok(out)
     }
 
+    /// The words a request must start with for this rule to concern it: the command's words,
+    /// or just `compose` (compose's project options come before its subcommand).
+    pub fn selector(&self) -> &'static str {
+        if self.command.is_compose() {
+            "compose"
+        } else {
+            self.command.words
+        }
+    }
+
     /// Matches the command words (and compose's project flags), then reads the command's flags.
     fn read(&self, args: &[String]) -> Result<Reading, Refusal> {
         let Some(first) = args.first() else {
