@@ -64,7 +64,13 @@ pub fn run(opts: Options) -> u8 {
                 eprintln!("error: --user is needed to judge a request");
                 return EXIT_USAGE;
             }
-            self_test(&policy, &opts.config)
+            let code = self_test(&policy, &opts.config);
+            let alerts_ok = crate::alert::check_report(&policy.alerts);
+            if code == 0 && !alerts_ok {
+                EXIT_CONFIG
+            } else {
+                code
+            }
         }
     }
 }

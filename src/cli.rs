@@ -18,6 +18,8 @@ Exit status:
              0 done; 1 failed (every change rolled back); 2 done, but a check found
              something that defeats the gateway; 78 the policy does not load or its tests fail
   deploy:    0 every host ok; 1 a host failed; 2 a host reported a defeating finding
+  notify, watch: 0 done (undelivered alerts stay queued); 77 not root; 78 unusable config
+  alert test: 0 every webhook took the message; 69 one did not (or none is configured)
   all:       64 usage error";
 
 #[derive(Debug, Parser)]
@@ -54,6 +56,17 @@ pub enum Command {
     Uninstall(UninstallArgs),
     /// Install, update or uninstall on several hosts over ssh, in parallel.
     Deploy(DeployArgs),
+    /// Deliver queued alerts to the webhooks (run by gateway-notify.path/.timer, or started
+    /// detached by a denied request).
+    Notify(NotifyArgs),
+    /// Compare crontabs, sudoers, authorized_keys and the policy with root-only snapshots and
+    /// queue an alert with a diff for each change (run by gateway-watch.path/.timer).
+    Watch(ConfigArg),
+    /// Alert tools.
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
 }
 
 /// Feature selection shared by install and deploy.
@@ -168,6 +181,35 @@ pub struct DeployArgs {
     /// Hosts worked on at the same time.
     #[arg(long, default_value_t = 10)]
     pub parallel: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Send a test message through every configured webhook and report what each answered.
+    Test(ConfigArg),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Policy file to read.
+    #[arg(long, default_value = POLICY_PATH)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// Policy file to read.
+    #[arg(long, default_value = POLICY_PATH)]
+    pub config: PathBuf,
+    /// One pass: send what is due now and exit, without waiting for windows or retries.
+    #[arg(long)]
+    pub once: bool,
+    /// Internal: the intermediate of the detached start (start a deliverer, exit).
+    #[arg(long, hide = true)]
+    pub detach: bool,
+    /// Internal: the detached deliverer; leave the caller's session first.
+    #[arg(long, hide = true)]
+    pub new_session: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 //! `decision` is the single judgement used by `run`, `ssh` and `check`.
 #![deny(unsafe_code)]
 
+pub mod alert;
 pub mod argv;
 pub mod audit;
 pub mod check;
@@ -17,3 +18,4 @@ pub mod policy;
 pub mod request;
 mod system;
 pub mod trust;
+pub mod watch;

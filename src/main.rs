@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use gateway::alert::{notify, trigger};
 use gateway::install::{self, deploy, features::Feature};
-use gateway::{check, pipeline};
+use gateway::{check, pipeline, watch};
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -75,6 +76,16 @@ fn main() -> ExitCode {
             purge: a.purge,
         }),
         cli::Command::Deploy(a) => deploy_command(a),
+        cli::Command::Notify(n) if n.detach => trigger::detach(&n.config),
+        cli::Command::Notify(n) => notify::run(&notify::Options {
+            config: n.config,
+            once: n.once,
+            new_session: n.new_session,
+        }),
+        cli::Command::Watch(w) => watch::run(&watch::Options { config: w.config }),
+        cli::Command::Alert {
+            command: cli::AlertCommand::Test(t),
+        } => notify::test(&t.config),
     };
     ExitCode::from(code)
 }

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use crate::audit::{self, Context};
 use crate::decision::{self, decide, Channel, Decision, Input, Request, Verdict};
 use crate::policy::{self, Policy, Settings, POLICY_PATH};
-use crate::{exec, request, trust};
+use crate::{alert, exec, request, trust};
 
 /// Where the gateway is installed; the sudoers entry and the SSH re-entry name this path.
 pub const GATEWAY_PATH: &str = "/usr/local/bin/gateway";
@@ -132,10 +132,19 @@ fn handle(channel: Channel, input: Input, pre_denial: Option<String>) -> u8 {
             decision.overrule(reason);
         }
     }
-    if let Err(e) = record(&settings, &req, &decision, &ctx) {
+    let recorded = record(&settings, &req, &decision, &ctx);
+    if let Err(e) = &recorded {
         decision.overrule(format!(
             "the audit log could not be written ({e}); nothing runs without a record"
         ));
+    }
+    // Deny and would-deny only; queued on disk, delivered by another process, never fails this.
+    let alerts = loaded
+        .as_ref()
+        .map(|p| p.alerts.clone())
+        .unwrap_or_default();
+    alert::raise(&alerts, &req, &decision, &ctx);
+    if recorded.is_err() {
         explain(loaded.as_ref().ok(), &req, &decision);
         return EXIT_DENY;
     }

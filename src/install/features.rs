@@ -74,16 +74,113 @@ pub struct Asset {
     pub kind: AssetKind,
 }
 
-/// Files the features install. The alerts issue's files join this table when they land, one row
-/// each, for example:
-///
-/// ```text
-/// Asset { feature: Feature::Alerts, source: "contrib/systemd/gateway-notify.path",
-///         dest: "/etc/systemd/system/gateway-notify.path", mode: 0o644,
-///         content: include_bytes!("../../contrib/systemd/gateway-notify.path"),
-///         kind: AssetKind::Unit { enable: true } },
-/// ```
-pub const ASSETS: &[Asset] = &[];
+/// Files the features install, one row each (docs/alerts.md says what each is for).
+pub const ASSETS: &[Asset] = &[
+    Asset {
+        feature: Feature::Alerts,
+        source: "contrib/systemd/gateway-notify.service",
+        dest: "/etc/systemd/system/gateway-notify.service",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/systemd/gateway-notify.service"),
+        kind: AssetKind::Unit { enable: false },
+    },
+    Asset {
+        feature: Feature::Alerts,
+        source: "contrib/systemd/gateway-notify.path",
+        dest: "/etc/systemd/system/gateway-notify.path",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/systemd/gateway-notify.path"),
+        kind: AssetKind::Unit { enable: true },
+    },
+    Asset {
+        feature: Feature::Alerts,
+        source: "contrib/systemd/gateway-notify.timer",
+        dest: "/etc/systemd/system/gateway-notify.timer",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/systemd/gateway-notify.timer"),
+        kind: AssetKind::Unit { enable: true },
+    },
+    Asset {
+        feature: Feature::Alerts,
+        source: "contrib/tmpfiles.d/gateway.conf",
+        dest: "/etc/tmpfiles.d/gateway.conf",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/tmpfiles.d/gateway.conf"),
+        kind: AssetKind::File,
+    },
+    Asset {
+        feature: Feature::Alerts,
+        source: "contrib/logrotate.d/gateway",
+        dest: "/etc/logrotate.d/gateway",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/logrotate.d/gateway"),
+        kind: AssetKind::File,
+    },
+    Asset {
+        feature: Feature::Alerts,
+        source: "contrib/cron.d/gateway-notify",
+        dest: "/etc/cron.d/gateway-notify",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/cron.d/gateway-notify"),
+        kind: AssetKind::WithoutSystemd,
+    },
+    Asset {
+        feature: Feature::CrontabWatch,
+        source: "contrib/systemd/gateway-watch.service",
+        dest: "/etc/systemd/system/gateway-watch.service",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/systemd/gateway-watch.service"),
+        kind: AssetKind::Unit { enable: false },
+    },
+    Asset {
+        feature: Feature::CrontabWatch,
+        source: "contrib/systemd/gateway-watch.path",
+        dest: "/etc/systemd/system/gateway-watch.path",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/systemd/gateway-watch.path"),
+        kind: AssetKind::Unit { enable: true },
+    },
+    Asset {
+        feature: Feature::CrontabWatch,
+        source: "contrib/systemd/gateway-watch.timer",
+        dest: "/etc/systemd/system/gateway-watch.timer",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/systemd/gateway-watch.timer"),
+        kind: AssetKind::Unit { enable: true },
+    },
+    Asset {
+        feature: Feature::CrontabWatch,
+        source: "contrib/cron.d/gateway-watch",
+        dest: "/etc/cron.d/gateway-watch",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/cron.d/gateway-watch"),
+        kind: AssetKind::WithoutSystemd,
+    },
+    Asset {
+        feature: Feature::CoreLimits,
+        source: "contrib/limits.d/gateway.conf",
+        dest: "/etc/security/limits.d/gateway.conf",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/limits.d/gateway.conf"),
+        kind: AssetKind::PerUser,
+    },
+    Asset {
+        feature: Feature::CoreLimits,
+        source: "contrib/sysctl.d/50-gateway.conf",
+        dest: "/etc/sysctl.d/50-gateway.conf",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/sysctl.d/50-gateway.conf"),
+        kind: AssetKind::Sysctl,
+    },
+    Asset {
+        feature: Feature::CoreLimits,
+        source: "contrib/systemd/coredump.conf.d/gateway.conf",
+        dest: "/etc/systemd/coredump.conf.d/gateway.conf",
+        mode: 0o644,
+        content: include_bytes!("../../contrib/systemd/coredump.conf.d/gateway.conf"),
+        kind: AssetKind::File,
+    },
+];
 
 /// Where `--webhook URL` is written for the alerts feature (root-only; the policy's
 /// `[alerts] webhooks_file` names it).

@@ -4,6 +4,7 @@
 //! the caller gets either a whole `Policy` or the list of what is wrong with it.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod cache;
 pub mod diag;
 pub mod docker;
@@ -26,6 +27,7 @@ use crate::argv::getopt::Order;
 use crate::argv::split;
 use crate::trust;
 
+pub use alerts::AlertSettings;
 pub use diag::Diagnostic;
 pub use rules::Rules;
 pub use timeout::Wrapped;
@@ -43,6 +45,7 @@ const MAX_POLICY_BYTES: u64 = 1 << 20;
 pub struct Policy {
     pub file: String,
     pub settings: Settings,
+    pub alerts: AlertSettings,
     pub users: BTreeMap<String, User>,
     pub programs: BTreeMap<String, Program>,
     pub rules: Rules,
@@ -658,6 +661,7 @@ impl<'a> Builder<'a> {
 
     fn policy(&mut self, raw: &RawPolicy) -> Option<Policy> {
         let settings = self.settings(raw);
+        let alerts = alerts::build(self, &raw.alerts);
         let programs = self.programs(raw);
         let rules = self.rules(raw, &programs);
         let users = self.users(raw, &rules);
@@ -669,6 +673,7 @@ impl<'a> Builder<'a> {
         Some(Policy {
             file: self.file.to_string(),
             settings,
+            alerts,
             users,
             programs,
             rules,

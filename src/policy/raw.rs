@@ -19,6 +19,8 @@ pub struct RawPolicy {
     #[serde(default)]
     pub settings: RawSettings,
     #[serde(default)]
+    pub alerts: RawAlerts,
+    #[serde(default)]
     pub users: BTreeMap<Str, RawUser>,
     #[serde(default)]
     pub programs: BTreeMap<Str, RawProgram>,
@@ -40,6 +42,22 @@ pub struct RawSettings {
     pub max_args: Option<usize>,
     pub max_arg_bytes: Option<usize>,
     pub max_total_bytes: Option<usize>,
+}
+
+/// `[alerts]`: where alerts queue and how they are delivered (see `policy::alerts`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub enabled: Option<bool>,
+    pub webhooks_file: Option<Str>,
+    pub spool_dir: Option<Str>,
+    pub snapshot_dir: Option<Str>,
+    pub sudo_log: Option<Str>,
+    pub coalesce_seconds: Option<Spanned<u64>>,
+    pub max_messages_per_window: Option<Spanned<u64>>,
+    pub expire_hours: Option<Spanned<u64>>,
+    pub retry_max_seconds: Option<Spanned<u64>>,
+    pub trigger: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
