@@ -245,7 +245,10 @@ impl Drop for Host {
                 let named = text.lines().any(|l| {
                     let mut fields = l.split(':');
                     let first = fields.next() == Some(u.as_str());
-                    let member = l.rsplit(':').next().is_some_and(|m| m.split(',').any(|x| x == u));
+                    let member = l
+                        .rsplit(':')
+                        .next()
+                        .is_some_and(|m| m.split(',').any(|x| x == u));
                     first || (file.contains("group") && member)
                 });
                 if named && !std::thread::panicking() {
