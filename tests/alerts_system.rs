@@ -12,9 +12,10 @@ mod support;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -248,6 +249,18 @@ fn a_burst_of_1000_denials_through_gateway_run_gives_few_messages_that_add_up() 
         "1000 denials through gateway run in {took:.1} s: {} messages, accounting for {accounted}",
         hits_after.len()
     );
+    // Whatever else ran the gateway meanwhile used the installed policy, hence this spool.
+    let strangers: Vec<String> = audit_lines(&s)
+        .iter()
+        .filter(|r| r["argv"][0] != "whoami")
+        .map(|r| r["argv"].to_string())
+        .collect();
+    assert!(
+        strangers.is_empty(),
+        "{} denials this test did not make reached its spool, the first: {:?}",
+        strangers.len(),
+        strangers.first()
+    );
     assert_eq!(accounted, 1000, "every denial is accounted for, once");
     assert!(
         hits_after.len() <= 2 * windows,
@@ -255,6 +268,109 @@ fn a_burst_of_1000_denials_through_gateway_run_gives_few_messages_that_add_up() 
         hits.len()
     );
     assert_eq!(audit_lines(&s).len(), 1000);
+}
+
+/// The processes running the executable at `exe` (by `/proc/PID/exe`).
+fn processes_of(exe: &Path) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == exe))
+        .collect()
+}
+
+/// Ends whatever a gateway started under another name left running, even when the test
+/// fails: with `new/` open to others no request can queue an alert, so none starts another
+/// process; then it waits for the last one (the deliverer, or a request in flight).
+struct StopChain {
+    new_dir: PathBuf,
+    exe: PathBuf,
+}
+
+impl Drop for StopChain {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(&self.new_dir, fs::Permissions::from_mode(0o755));
+        let end = Instant::now() + Duration::from_secs(30);
+        while !processes_of(&self.exe).is_empty() && Instant::now() < end {
+            sleep(Duration::from_millis(20));
+        }
+        for pid in processes_of(&self.exe) {
+            eprintln!(
+                "killing {pid}, still running {} after 30 s",
+                self.exe.display()
+            );
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = fs::set_permissions(&self.new_dir, fs::Permissions::from_mode(0o700));
+    }
+}
+
+#[test]
+fn a_gateway_under_another_name_starts_its_deliverer_instead_of_denying_itself() {
+    need_root();
+    let _lock = system_lock();
+    let rx = Receiver::start(0);
+    let s = Setup::new(
+        "renamed",
+        &[],
+        "",
+        &[(
+            "ops",
+            "discord",
+            rx.url(&format!("/api/webhooks/13/{SECRET}")),
+        )],
+    );
+    let _policy = install_policy(&s);
+    // A shim installed as a hard link, or a renamed copy of the binary, has its own name in
+    // argv[0] and in /proc/self/exe. The deliverer it starts must still be `gateway notify`:
+    // run as a request for program "whoami", it is denied, queues an alert, starts the next.
+    let shim = s.dir.join("whoami");
+    fs::hard_link(BIN, &shim).unwrap();
+    let _stop = StopChain {
+        new_dir: s.spool.join("new"),
+        exe: shim.clone(),
+    };
+    let o = Command::new(&shim)
+        .arg("--renamed")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(77), "{}", text(&o));
+    let end = Instant::now() + Duration::from_secs(15);
+    while rx.hits().is_empty() && audit_lines(&s).len() < 2 && Instant::now() < end {
+        sleep(Duration::from_millis(20));
+    }
+    // Time for a chain of self-denials to show (each link takes a few ms).
+    sleep(Duration::from_millis(500));
+    let argvs: Vec<String> = audit_lines(&s)
+        .iter()
+        .map(|r| r["argv"].to_string())
+        .collect();
+    assert_eq!(
+        argvs.first().map(String::as_str),
+        Some(r#"["whoami","--renamed"]"#)
+    );
+    assert_eq!(
+        argvs.len(),
+        1,
+        "the only decision is the request made here; the trigger ran as a request instead \
+         of starting the deliverer: {:?} ...",
+        &argvs[..argvs.len().min(3)]
+    );
+    let hits = rx.wait_for(15, "the denial", |h| !h.is_empty());
+    assert_eq!(title(&hits[0]), "Denied: root via sudo");
+    assert_eq!(
+        field(&hits[0], "Command").as_deref(),
+        Some("```\nwhoami --renamed\n```")
+    );
+    s.wait_idle(30);
+    assert_eq!(rx.hits().len(), 1, "one denial, one message");
 }
 
 #[test]

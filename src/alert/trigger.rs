@@ -27,6 +27,8 @@ const SYSTEMD_RUNNING: &str = "/run/systemd/system";
 const PATH_UNIT_ENABLED: &str = "/etc/systemd/system/paths.target.wants/gateway-notify.path";
 /// The deliverer's PATH; it runs no program, but a clean environment needs one.
 const SAFE_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// The argv[0] under which main() dispatches the gateway's own subcommands.
+const GATEWAY_NAME: &str = "gateway";
 
 /// Whether the systemd path unit will notice the spool without help.
 pub fn systemd_delivers(settings: &AlertSettings) -> bool {
@@ -60,10 +62,15 @@ pub fn start(settings: &AlertSettings, config: &Path, reap: bool) {
     }
 }
 
+/// `gateway notify EXTRA --config CONFIG`, as this very binary. argv[0] is "gateway" whatever
+/// the file is called: under any other name (a shim installed as a hard link, a renamed copy)
+/// main() would take the whole argv as a request, deny it, queue an alert and trigger again,
+/// a chain of self-denials that never ends while no deliverer holds the lock.
 fn notify_command(extra: &[&str], config: &Path) -> io::Result<Command> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
-    cmd.arg("notify")
+    cmd.arg0(GATEWAY_NAME)
+        .arg("notify")
         .args(extra)
         .arg("--config")
         .arg(config)
