@@ -2,8 +2,11 @@
 //! system, with the shipped policy installed):
 //!
 //!   1. direct exec of /usr/bin/true        vs  gateway run true
-//!   2. sudo -n /usr/bin/true               vs  sudo -n gateway run true
-//!   3. gateway check --batch throughput on one core (taskset -c 0)
+//!   2. sudo -n /usr/bin/true               vs  sudo -n gateway run true   (root, same sudoers)
+//!   3. the managed account before and after: `sudo -n /usr/bin/true` under a stock
+//!      `NOPASSWD: ALL` grant vs the unchanged `sudo -n true` reaching the gateway through the
+//!      shim under the contrib sudoers entry (two users, so the runs can be interleaved)
+//!   4. gateway check --batch throughput on one core
 //!
 //! Pairs are interleaved (A, B, A, B, ...) so drift hits both sides alike. Targets from the
 //! issue: under 1 ms added median, under 10% on top of sudo, over 200,000 decisions/s.
@@ -17,6 +20,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,6 +31,9 @@ const BENCH_POLICY: &str = r#"
 [users.root]
 rules = ["bench-true"]
 
+[users.gwtafter]
+rules = ["bench-true"]
+
 [programs.true]
 paths = ["/usr/bin/true"]
 dialect = "exact"
@@ -35,9 +42,24 @@ dialect = "exact"
 program = "true"
 "#;
 
+/// A command to time, as root or as an account (uid, gid; std drops root's groups).
+struct Run<'a> {
+    argv: &'a [&'a str],
+    user: Option<(u32, u32)>,
+}
+
 fn time_one(argv: &[&str]) -> Duration {
+    time_run(&Run { argv, user: None })
+}
+
+fn time_run(run: &Run) -> Duration {
+    let argv = run.argv;
+    let mut cmd = Command::new(argv[0]);
+    if let Some((uid, gid)) = run.user {
+        cmd.uid(uid).gid(gid);
+    }
     let start = Instant::now();
-    let status = Command::new(argv[0])
+    let status = cmd
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -55,16 +77,35 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 }
 
 fn side_by_side(rounds: usize, a: &[&str], b: &[&str]) -> (Duration, Duration) {
+    side_by_side_runs(
+        rounds,
+        &Run {
+            argv: a,
+            user: None,
+        },
+        &Run {
+            argv: b,
+            user: None,
+        },
+    )
+}
+
+fn side_by_side_runs(rounds: usize, a: &Run, b: &Run) -> (Duration, Duration) {
     for _ in 0..20 {
-        time_one(a);
-        time_one(b);
+        time_run(a);
+        time_run(b);
     }
     let (mut xa, mut xb) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     for _ in 0..rounds {
-        xa.push(time_one(a));
-        xb.push(time_one(b));
+        xa.push(time_run(a));
+        xb.push(time_run(b));
     }
     (median(xa), median(xb))
+}
+
+fn ids(name: &str) -> (u32, u32) {
+    let u = nix::unistd::User::from_name(name).unwrap().unwrap();
+    (u.uid.as_raw(), u.gid.as_raw())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -92,7 +133,7 @@ fn static_release_binary() -> PathBuf {
 }
 
 fn added_cost(policy: &str, binary: &Path, label: &str) {
-    let install = Installation::with_binary(policy, &["root"], binary);
+    let install = Installation::with_binary(policy, &["gwtafter"], binary);
     // The first request parses the TOML and writes the cache; requests after it read the cache.
     time_one(&[GATEWAY, "run", "true"]);
     let (direct, gated) = side_by_side(1000, &["/usr/bin/true"], &[GATEWAY, "run", "true"]);
@@ -137,7 +178,15 @@ fn main() {
         &static_binary,
         "static musl release build (what the README installs)",
     );
-    let install = Installation::with_binary(&policy, &["root"], &static_binary);
+    let before = TestUser::create("gwtbefore");
+    let after = TestUser::create("gwtafter");
+    let _stock = Restore::save("/etc/sudoers.d/gwtbench-stock");
+    install_file(
+        "/etc/sudoers.d/gwtbench-stock",
+        b"gwtbefore ALL=(ALL) NOPASSWD: ALL\n",
+        0o440,
+    );
+    let install = Installation::with_binary(&policy, &["gwtafter"], &static_binary);
     time_one(&[GATEWAY, "run", "true"]);
 
     let (sudo, sudo_gated) = side_by_side(
@@ -151,6 +200,29 @@ fn main() {
          sudo -n gateway run true  {:8.3} ms\n    ratio                     {:8.3}      (target < 1.10: {})",
         ms(sudo),
         ms(sudo_gated),
+        ratio,
+        if ratio < 1.10 { "met" } else { "MISSED" }
+    );
+
+    let (stock, managed) = side_by_side_runs(
+        500,
+        &Run {
+            argv: &["sudo", "-n", "/usr/bin/true"],
+            user: Some(ids(&before.name)),
+        },
+        &Run {
+            argv: &["sudo", "-n", "true"],
+            user: Some(ids(&after.name)),
+        },
+    );
+    let ratio = managed.as_secs_f64() / stock.as_secs_f64();
+    println!(
+        "  the managed account, before and after (static musl release build)\n    \
+         stock NOPASSWD:ALL, sudo -n /usr/bin/true        {:8.3} ms\n    \
+         gateway sudoers entry, sudo -n true (shim)      {:8.3} ms\n    \
+         ratio                                           {:8.3}      (target < 1.10: {})",
+        ms(stock),
+        ms(managed),
         ratio,
         if ratio < 1.10 { "met" } else { "MISSED" }
     );
