@@ -54,7 +54,7 @@ pub struct Policy {
     pub tests: Vec<TestCase>,
     /// user -> program -> that user's rules for it, in the user's order; built on first use.
     #[serde(skip)]
-    by_program: OnceLock<BTreeMap<String, BTreeMap<String, Vec<String>>>>,
+    by_program: OnceLock<BTreeMap<String, BTreeMap<String, Vec<Indexed>>>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -366,21 +366,25 @@ impl Policy {
         user: &'a User,
         program: &'a str,
     ) -> impl Iterator<Item = &'a Rule> {
-        self.rule_names_for(user, program)
-            .filter_map(|name| self.rules.get(name))
+        self.indexed_for(user, program)
+            .filter_map(|e| self.rules.get(&e.name))
     }
 
     /// user -> program -> rule names, from the rule table without decoding any rule.
-    fn index(&self) -> &BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    fn index(&self) -> &BTreeMap<String, BTreeMap<String, Vec<Indexed>>> {
         self.by_program.get_or_init(|| {
-            let mut index: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+            let mut index: BTreeMap<String, BTreeMap<String, Vec<Indexed>>> = BTreeMap::new();
             for u in self.users.values() {
                 let mine = index.entry(u.name.clone()).or_default();
                 for name in &u.rules {
                     if let Some(program) = self.rules.program_of(name) {
-                        mine.entry(program.to_string())
-                            .or_default()
-                            .push(name.clone());
+                        mine.entry(program.to_string()).or_default().push(Indexed {
+                            name: name.clone(),
+                            selector: self
+                                .rules
+                                .selector_of(name)
+                                .map(|s| s.split(' ').map(String::from).collect()),
+                        });
                     }
                 }
             }
@@ -396,21 +400,37 @@ impl Policy {
         program: &'a str,
         args: &'a [String],
     ) -> impl Iterator<Item = &'a Rule> {
-        self.rule_names_for(user, program)
-            .filter(move |name| self.rules.may_accept(name, args))
-            .filter_map(|name| self.rules.get(name))
+        self.indexed_for(user, program)
+            .filter(move |e| e.may_accept(args))
+            .filter_map(|e| self.rules.get(&e.name))
     }
 
-    fn rule_names_for<'a>(
+    fn indexed_for<'a>(
         &'a self,
         user: &'a User,
         program: &'a str,
-    ) -> impl Iterator<Item = &'a String> {
+    ) -> impl Iterator<Item = &'a Indexed> {
         self.index()
             .get(&user.name)
             .and_then(|by| by.get(program))
             .into_iter()
             .flatten()
+    }
+}
+
+/// A rule name in the per-user index, with the words a request must start with for it to
+/// matter (a docker rule's command), so choosing candidates looks nothing up.
+#[derive(Debug)]
+struct Indexed {
+    name: String,
+    selector: Option<Vec<String>>,
+}
+
+impl Indexed {
+    fn may_accept(&self, args: &[String]) -> bool {
+        self.selector.as_ref().is_none_or(|words| {
+            words.len() <= args.len() && words.iter().zip(args).all(|(w, a)| w == a)
+        })
     }
 }
 

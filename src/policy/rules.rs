@@ -62,15 +62,9 @@ impl Rules {
         self.map.get(name).map(|e| e.program.as_str())
     }
 
-    /// Whether a request with these arguments can concern the rule, without decoding it.
-    pub fn may_accept(&self, name: &str, args: &[String]) -> bool {
-        match self.map.get(name).and_then(|e| e.selector.as_deref()) {
-            None => true,
-            Some(words) => words
-                .split(' ')
-                .enumerate()
-                .all(|(i, w)| args.get(i).is_some_and(|a| a == w)),
-        }
+    /// The leading words a request must have for the rule to concern it, without decoding it.
+    pub fn selector_of(&self, name: &str) -> Option<&str> {
+        self.map.get(name).and_then(|e| e.selector.as_deref())
     }
 
     pub fn len(&self) -> usize {

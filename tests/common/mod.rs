@@ -396,23 +396,32 @@ impl Drop for Sshd {
 }
 
 /// Makes sure a syslog daemon listens on /dev/log (starts Debian's rsyslogd if none does).
+///
+/// A socket file is not proof of a listener: one left by a syslog daemon that has since died
+/// refuses every connection, and datagrams sent to it are lost. So this connects, and if
+/// nobody answers it removes the dead socket and starts rsyslogd.
 pub fn ensure_syslog() {
-    if Path::new("/dev/log").exists() {
+    if syslog_listens() {
         return;
     }
+    let _ = fs::remove_file("/dev/log");
     let started = cmd(&["rsyslogd"]);
     assert!(
         started.status.success(),
         "no syslog on /dev/log and rsyslogd cannot start (apt-get install rsyslog): {started:?}"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !Path::new("/dev/log").exists() {
+    while !syslog_listens() {
         assert!(
             Instant::now() < deadline,
-            "rsyslogd did not create /dev/log"
+            "rsyslogd started but nothing accepts datagrams on /dev/log"
         );
         sleep(Duration::from_millis(50));
     }
+}
+
+fn syslog_listens() -> bool {
+    std::os::unix::net::UnixDatagram::unbound().is_ok_and(|s| s.connect("/dev/log").is_ok())
 }
 
 /// Waits until `path` contains `needle` (syslog writes asynchronously).
