@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! SPOOL/new/<ms>-<pid>-<n>.json    alerts written by requests, the watcher and the sudo log scan
-//! SPOOL/queue/<same name>          alerts a deliverer has taken in, waiting to be sent or coalesced
+//! SPOOL/queue/<same name>          alerts a deliverer has taken in, folded into messages that pass
 //! SPOOL/out/<id>.json              messages built from them, with the webhooks still to reach
 //! SPOOL/state.json                 coalescing windows, webhook back-off, sudo log position
 //! SPOOL/notify.lock                held (flock) by the one running `gateway notify`
