@@ -11,7 +11,9 @@
 //!
 //! with `trigger = "spawn"` (a detached deliverer, what runs where systemd does not) and
 //! `trigger = "systemd"` (the path unit's job: the request only writes its file), plus alerts
-//! off (`[alerts] enabled = false`) for reference.
+//! off (`[alerts] enabled = false`) for reference, and a spool whose `new/` is at its cap
+//! (`spool_max_files`, no deliverer running): the request only counts its alert in the intake
+//! ledger, the path a flood takes once the cap is reached.
 //!
 //! Needs root: it installs a scratch policy at /etc/gateway/gateway.toml (under the shared test
 //! lock) and puts the previous one back. Run with `cargo bench`.
@@ -40,33 +42,46 @@ struct Config {
     /// `None`: alerts off.
     trigger: Option<&'static str>,
     blackholed: bool,
+    /// `spool_max_files`, and `new/` filled up to it before measuring.
+    full_at: Option<u64>,
 }
 
-const CONFIGS: [Config; 5] = [
+const CONFIGS: [Config; 6] = [
     Config {
         label: "detached deliverer, webhook blackholed",
         trigger: Some("spawn"),
         blackholed: true,
+        full_at: None,
     },
     Config {
         label: "detached deliverer, no webhook",
         trigger: Some("spawn"),
         blackholed: false,
+        full_at: None,
     },
     Config {
         label: "systemd path unit, webhook blackholed",
         trigger: Some("systemd"),
         blackholed: true,
+        full_at: None,
     },
     Config {
         label: "systemd path unit, no webhook",
         trigger: Some("systemd"),
         blackholed: false,
+        full_at: None,
     },
     Config {
         label: "alerts off (reference)",
         trigger: None,
         blackholed: false,
+        full_at: None,
+    },
+    Config {
+        label: "systemd path unit, new/ at its cap (counted)",
+        trigger: Some("systemd"),
+        blackholed: false,
+        full_at: Some(100),
     },
 ];
 
@@ -137,6 +152,7 @@ snapshot_dir = "{dir}/snapshots"
 webhooks_file = "{dir}/webhooks-{i}.toml"
 sudo_log = ""
 trigger = "{trigger}"
+spool_max_files = {cap}
 
 [users.root]
 rules = ["true-bare"]
@@ -151,6 +167,7 @@ program = "true"
         dir = scratch.display(),
         enabled = c.trigger.is_some(),
         trigger = c.trigger.unwrap_or("spawn"),
+        cap = c.full_at.unwrap_or(10_000),
     )
 }
 
@@ -254,6 +271,16 @@ fn main() {
         };
         write_root_only(&scratch.join(format!("webhooks-{i}.toml")), text);
     }
+    // The capped spool's new/ is filled to its cap (no deliverer runs under the systemd
+    // trigger), so every measured request of that configuration only counts its alert.
+    for (i, c) in CONFIGS.iter().enumerate() {
+        if let Some(n) = c.full_at {
+            install(&policy_text(&scratch, i, c));
+            for _ in 0..n {
+                deny_once();
+            }
+        }
+    }
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); CONFIGS.len()];
     let mut stuck = false;
     install(&policy_text(&scratch, 0, &CONFIGS[0]));
@@ -303,6 +330,23 @@ fn main() {
     println!(
         "  ratio blackholed / no webhook, systemd path unit:  {:.3}",
         m[2] / m[3]
+    );
+    println!(
+        "  ratio counted at the cap / written, systemd path unit: {:.3}",
+        m[5] / m[3]
+    );
+    let capped = scratch.join("spool-5");
+    let in_new = fs::read_dir(capped.join("new")).map_or(0, |d| d.count());
+    let ledger = fs::read_to_string(capped.join("intake.json")).unwrap_or_default();
+    let counted = serde_json::from_str::<serde_json::Value>(&ledger)
+        .ok()
+        .and_then(|l| l["unspooled"]["count"].as_u64())
+        .unwrap_or(0);
+    println!("  the capped spool: {in_new} files in new/, {counted} alerts counted in its ledger");
+    assert_eq!(
+        counted as usize,
+        samples[5].len(),
+        "every measured request of the capped spool was counted, not written"
     );
     println!(
         "  a deliverer was {}seen waiting on the blackhole",

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
 
-use gateway::alert::spool::Spool;
+use gateway::alert::spool::{Spool, Stored};
 use gateway::alert::{now_ms, Alert, Kind};
 use gateway::audit::Context;
 use gateway::decision::{decide, Channel, Input, Request};
@@ -41,6 +41,60 @@ fn request_alert(config: &Path, user: &str, argv: &[&str]) -> Alert {
 
 fn put(s: &Setup, a: &Alert) {
     Spool::new(&s.spool).put(a).expect("queue an alert");
+}
+
+/// `put` with the scratch policy's own spool cap, as `alert::raise` does for a request.
+fn put_capped(s: &Setup, a: &Alert) -> Stored {
+    let policy = Policy::load(&s.config).expect("scratch policy loads");
+    Spool::for_settings(&policy.alerts)
+        .put(a)
+        .expect("queue an alert")
+}
+
+/// The waiting messages in `out/`, as the deliverer wrote them.
+fn out_messages(s: &Setup) -> Vec<serde_json::Value> {
+    s.spool_files("out")
+        .iter()
+        .map(|n| {
+            serde_json::from_slice(&std::fs::read(s.spool.join("out").join(n)).unwrap()).unwrap()
+        })
+        .collect()
+}
+
+/// Every file under the spool (new/, queue/, out/ and the state, lock and ledger files).
+fn spool_file_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        spool_file_count(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Alerts a JSON webhook message accounts for (`count`) and by whom (argv[0] or "note").
+fn json_account(hits: &[Hit]) -> (u64, std::collections::BTreeMap<String, u64>) {
+    let mut by = std::collections::BTreeMap::new();
+    let mut total = 0;
+    for h in hits.iter().filter(|h| h.status == 204) {
+        let n = h.body["count"].as_u64().expect("a count");
+        total += n;
+        let who = match h.body["form"].as_str() {
+            Some("dropped") => "note".to_string(),
+            _ => h.body["alert"]["argv"][0]
+                .as_str()
+                .unwrap_or("-")
+                .to_string(),
+        };
+        *by.entry(who).or_default() += n;
+    }
+    (total, by)
 }
 
 /// A deny of `program` by `user` at `ms` (a distinct kind per user and program).
@@ -555,7 +609,7 @@ fn an_unreadable_spool_file_becomes_a_notice_not_a_silent_loss() {
 }
 
 #[test]
-fn no_webhook_file_keeps_alerts_queued_until_one_exists() {
+fn no_webhook_file_keeps_alerts_as_messages_until_one_exists() {
     need_root();
     let rx = Receiver::start(0);
     let s = Setup::new("nowebhook", &[], "", &[]);
@@ -567,7 +621,8 @@ fn no_webhook_file_keeps_alerts_queued_until_one_exists() {
         "{}",
         text(&o)
     );
-    assert_eq!(s.spool_files("queue").len(), 1, "kept");
+    assert!(s.spool_files("queue").is_empty(), "folded into its message");
+    assert_eq!(s.spool_files("out").len(), 1, "kept, as a message");
     let o = s.gateway(&["alert", "test"]);
     assert_eq!(o.status.code(), Some(69), "{}", text(&o));
     s.set_sinks(&[("ops", "discord", rx.url("/api/webhooks/7/x"))]);
@@ -628,4 +683,288 @@ fn https_webhooks_are_verified_against_the_trust_store() {
     assert_eq!(hits.len(), 1, "only the trusted attempt reached the server");
     assert!(title(&hits[0]).starts_with("Test message from gateway"));
     let _ = std::fs::remove_dir_all(certs);
+}
+
+#[test]
+fn with_no_webhook_5000_denials_wait_as_a_bounded_number_of_messages_and_all_arrive_later() {
+    need_root();
+    let rx = Receiver::start(0);
+    let s = Setup::new("fold5000", &[("coalesce_seconds", "60")], "", &[]);
+    std::fs::remove_file(&s.webhooks).unwrap();
+    // 5,000 denials of 5 kinds over ten minutes (two hours ago), entered in two halves with a
+    // deliverer pass after each, as a flood with a deliverer running sees it.
+    let (kinds, window_s, span_s) = (5u64, 60u64, 600u64);
+    let t0 = now_ms() - 2 * 3_600_000;
+    let alert = |i: u64| deny("root", &format!("p{}", i % kinds), t0 + i * 120);
+    // Per kind, at most a first message and a summary per window of alert time, and a pass
+    // boundary can split one window in two: 2 x 5 x (600 / 60 + 1) = 110 messages.
+    let bound = (2 * kinds * (span_s / window_s + 1)) as usize;
+    for half in [0..2500u64, 2500..5000] {
+        for i in half {
+            assert_eq!(put_capped(&s, &alert(i)), Stored::File);
+        }
+        assert_eq!(
+            s.spool_files("new").len(),
+            2500,
+            "one file per alert, before a pass"
+        );
+        let o = s.gateway(&["notify"]);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(
+            s.spool_files("new").is_empty() && s.spool_files("queue").is_empty(),
+            "every alert folded into a message"
+        );
+        assert!(
+            s.spool_files("out").len() <= bound,
+            "{} messages, more than {bound}",
+            s.spool_files("out").len()
+        );
+    }
+    let waiting = s.spool_files("out").len();
+    let files = spool_file_count(&s.spool);
+    println!(
+        "5000 denials of {kinds} kinds, no webhook: {waiting} messages wait (bound {bound}), \
+         {files} files in the whole spool"
+    );
+    // out/, plus state.json, notify.lock and intake.json.
+    assert!(files <= bound + 3, "{files} files in the spool");
+    let held: u64 = out_messages(&s)
+        .iter()
+        .map(|m| m["body"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(held, 5000, "the waiting messages account for every denial");
+    // A webhook appears: what arrives accounts for all 5,000, 1,000 of each kind.
+    s.set_sinks(&[("siem", "json", rx.url(&format!("/ingest/{SECRET}")))]);
+    let mut child = s.notify_child();
+    wait_exit(&mut child, 120);
+    let hits = rx.hits();
+    let (total, by) = json_account(&hits);
+    println!(
+        "delivered: {} messages accounting for {total}: {by:?}",
+        hits.len()
+    );
+    assert_eq!(hits.len(), waiting, "each waiting message sent once");
+    assert_eq!(total, 5000);
+    assert!(
+        by.len() == kinds as usize && by.values().all(|&n| n == 1000),
+        "{by:?}"
+    );
+    assert!(s.spool_files("out").is_empty());
+}
+
+#[test]
+fn parts_of_an_open_window_fold_into_one_message_sent_when_it_closes() {
+    need_root();
+    let rx = Receiver::start(0);
+    let s = Setup::new("foldopen", &[("coalesce_seconds", "20")], "", &[]);
+    std::fs::remove_file(&s.webhooks).unwrap();
+    let (t0, i0) = (now_ms(), Instant::now());
+    // Two bursts of 1,000 of one kind inside one window, a deliverer pass after each.
+    for part in 0..2u64 {
+        for i in 0..1000u64 {
+            put(&s, &deny("root", "whoami", t0 + part * 100 + i / 20));
+        }
+        assert!(s.gateway(&["notify"]).status.success());
+    }
+    let mut counts: Vec<(u64, bool)> = out_messages(&s)
+        .iter()
+        .map(|m| {
+            (
+                m["body"]["count"].as_u64().unwrap(),
+                m["window"].is_object(),
+            )
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [(1, false), (1999, true)],
+        "the first alone, the other 1,999 in the window's one waiting summary"
+    );
+    // With a webhook, the first goes at once; the summary only once its window has closed.
+    s.set_sinks(&[(
+        "ops",
+        "discord",
+        rx.url(&format!("/api/webhooks/20/{SECRET}")),
+    )]);
+    let o = s.gateway(&["notify", "--once"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let hits = rx.wait_for(10, "the first denial", |h| !h.is_empty());
+    assert_eq!(title(&hits[0]), "Denied: root via sudo");
+    assert_eq!(
+        s.spool_files("out").len(),
+        1,
+        "the summary waits for its window"
+    );
+    let mut child = s.notify_child();
+    wait_exit(&mut child, 60);
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(
+        title(&hits[1]),
+        "1999 more denials of the same kind in the last 20 seconds"
+    );
+    let after = hits[1].at.duration_since(i0).as_secs_f64();
+    assert!(
+        after >= 19.9,
+        "sent {after:.1} s after the first denial, before its window closed"
+    );
+    assert_eq!(hits.iter().map(accounts_for).sum::<u64>(), 2000);
+}
+
+#[test]
+fn a_spool_over_its_cap_folds_the_oldest_messages_into_a_note_that_counts_them() {
+    need_root();
+    let rx = Receiver::start(0);
+    let s = Setup::new(
+        "capout",
+        &[("coalesce_seconds", "1"), ("spool_max_files", "100")],
+        "",
+        &[],
+    );
+    std::fs::remove_file(&s.webhooks).unwrap();
+    let t0 = now_ms() - 3_600_000;
+    // The oldest message is a change of sudoers: the cap folds denials before it.
+    let mut watch = Alert::new(
+        Kind::Watch,
+        t0 - 1000,
+        "gwta-host".into(),
+        "modified".into(),
+    );
+    watch.path = Some("/etc/sudoers".into());
+    watch.diff = Some("+gwta ALL=(ALL) NOPASSWD: ALL".into());
+    put(&s, &watch);
+    // Denials 700 ms apart in 1 s windows: about one message each, 2,400 in all, entered 60
+    // at a time (under the cap of new/) with a deliverer pass after each.
+    let total = 2400u64;
+    for round in 0..total / 60 {
+        for i in round * 60..(round + 1) * 60 {
+            let who = if i % 2 == 0 { "whoami" } else { "id" };
+            assert_eq!(
+                put_capped(&s, &deny("root", who, t0 + i * 700)),
+                Stored::File
+            );
+        }
+        let o = s.gateway(&["notify"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let n = s.spool_files("out").len();
+        assert!(
+            n <= 100,
+            "round {round}: {n} messages wait, over the cap of 100"
+        );
+    }
+    let notes: Vec<serde_json::Value> = out_messages(&s)
+        .into_iter()
+        .filter(|m| m["body"]["form"] == "dropped")
+        .collect();
+    assert!(!notes.is_empty(), "the surplus became a note");
+    for n in &notes {
+        let tally: u64 = n["body"]["tally"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t[1].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            tally,
+            n["body"]["count"].as_u64().unwrap(),
+            "a note's tally adds up"
+        );
+        assert!(
+            n["folded"].is_null(),
+            "the folded messages are gone, and the note says so"
+        );
+    }
+    let held: u64 = out_messages(&s)
+        .iter()
+        .map(|m| m["body"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        held,
+        total + 1,
+        "notes and messages still account for every alert"
+    );
+    // Delivered: the counts still add up to every alert, and the sudoers diff is intact.
+    s.set_sinks(&[("siem", "json", rx.url(&format!("/ingest/{SECRET}")))]);
+    let mut child = s.notify_child();
+    wait_exit(&mut child, 120);
+    let hits = rx.hits();
+    let (sum, by) = json_account(&hits);
+    println!(
+        "{} denials and a watch alert under a cap of 100 files: {} messages delivered, {by:?}",
+        total,
+        hits.len()
+    );
+    assert_eq!(sum, total + 1);
+    assert!(by["note"] > 0 && by["note"] < total, "{by:?}");
+    let note = hits
+        .iter()
+        .find(|h| h.body["form"] == "dropped")
+        .expect("a note");
+    assert!(
+        note.body["title"].as_str().unwrap().ends_with(
+            "alerts not kept: the spool was full (counted here; the audit log has each)"
+        ),
+        "{}",
+        note.body["title"]
+    );
+    assert!(
+        hits.iter()
+            .any(|h| h.body["alert"]["diff"] == "+gwta ALL=(ALL) NOPASSWD: ALL"),
+        "the change of sudoers was not folded away"
+    );
+}
+
+#[test]
+fn at_the_cap_of_new_a_request_counts_its_alert_and_a_note_says_how_many() {
+    need_root();
+    let rx = Receiver::start(0);
+    let s = Setup::new("capnew", &[("spool_max_files", "100")], "", &[]);
+    std::fs::remove_file(&s.webhooks).unwrap();
+    // No deliverer runs (none is started here): new/ fills up to its cap, then requests count.
+    let t0 = now_ms();
+    let stored: Vec<Stored> = (0..1000u64)
+        .map(|i| {
+            put_capped(
+                &s,
+                &deny("root", if i < 700 { "whoami" } else { "id" }, t0 + i),
+            )
+        })
+        .collect();
+    let counted = stored.iter().filter(|&&x| x == Stored::Counted).count();
+    assert_eq!((s.spool_files("new").len(), counted), (100, 900));
+    s.set_sinks(&[("siem", "json", rx.url(&format!("/ingest/{SECRET}")))]);
+    let mut child = s.notify_child();
+    let out = wait_exit(&mut child, 60);
+    assert!(
+        out.contains("900 alert(s) were counted, not queued"),
+        "the deliverer says so: {out}"
+    );
+    let hits = rx.hits();
+    let (sum, by) = json_account(&hits);
+    println!(
+        "1000 denials with new/ capped at 100: {} messages, {by:?}",
+        hits.len()
+    );
+    assert_eq!(
+        sum, 1000,
+        "the messages and the note account for every denial"
+    );
+    let note = hits
+        .iter()
+        .find(|h| h.body["form"] == "dropped")
+        .expect("a note");
+    assert_eq!(note.body["count"], 900);
+    assert_eq!(
+        note.body["tally"],
+        serde_json::json!([["deny root whoami", 600], ["deny root id", 300]]),
+        "by kind: the first 100 denials were written, all of them whoami"
+    );
+    assert_eq!(note.body["first"], gateway::alert::rfc3339_ms(t0 + 100));
+    assert_eq!(note.body["last"], gateway::alert::rfc3339_ms(t0 + 999));
+    // The ledger is back to an empty new/: the next denial is written again.
+    assert_eq!(
+        put_capped(&s, &deny("root", "whoami", now_ms())),
+        Stored::File
+    );
 }

@@ -270,6 +270,125 @@ fn a_burst_of_1000_denials_through_gateway_run_gives_few_messages_that_add_up() 
     assert_eq!(audit_lines(&s).len(), 1000);
 }
 
+/// Alerts a JSON webhook's messages account for, by argv[0] (or "note" for the cap's notes).
+fn json_account(hits: &[Hit]) -> (u64, std::collections::BTreeMap<String, u64>) {
+    let mut by = std::collections::BTreeMap::new();
+    let mut total = 0;
+    for h in hits.iter().filter(|h| h.status == 204) {
+        let n = h.body["count"].as_u64().expect("a count");
+        total += n;
+        let who = match h.body["form"].as_str() {
+            Some("dropped") => "note".to_string(),
+            _ => h.body["alert"]["argv"][0]
+                .as_str()
+                .unwrap_or("-")
+                .to_string(),
+        };
+        *by.entry(who).or_default() += n;
+    }
+    (total, by)
+}
+
+#[test]
+fn with_no_webhook_5000_denials_through_gateway_run_leave_few_files_and_all_arrive_later() {
+    need_root();
+    let _lock = system_lock();
+    let rx = Receiver::start(0);
+    let window_s = 10.0;
+    let s = Setup::new("runfold", &[("coalesce_seconds", "10")], "", &[]);
+    // The shipped default: no webhooks file until the operator writes one.
+    fs::remove_file(&s.webhooks).unwrap();
+    let _policy = install_policy(&s);
+    let start = Instant::now();
+    for i in 0..5000 {
+        let program = if i % 2 == 0 { "whoami" } else { "id" };
+        let o = gateway_run(None, &[program, &format!("--try={i}")]);
+        assert_eq!(o.status.code(), Some(77), "{}", text(&o));
+    }
+    let took = start.elapsed().as_secs_f64();
+    s.wait_idle(60);
+    // Two kinds; per kind a first message and a summary per window the burst spans.
+    let windows = (took / window_s).ceil() as usize + 1;
+    let bound = 2 * 2 * windows;
+    let (new, queue, out) = (
+        s.spool_files("new").len(),
+        s.spool_files("queue").len(),
+        s.spool_files("out").len(),
+    );
+    println!(
+        "5000 denials through gateway run in {took:.1} s, no webhooks file: new/ {new}, queue/ \
+         {queue}, out/ {out} messages (bound {bound}: 2 kinds x 2 x {windows} windows)"
+    );
+    assert_eq!((new, queue), (0, 0), "every alert folded into a message");
+    assert!(out <= bound, "{out} messages wait, more than {bound}");
+    assert_eq!(audit_lines(&s).len(), 5000, "every decision is audited");
+    // The operator configures a webhook: what arrives accounts for every denial.
+    s.set_sinks(&[("siem", "json", rx.url(&format!("/ingest/{SECRET}")))]);
+    let mut child = s.notify_child();
+    let end = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < end, "the deliverer still runs after 120 s");
+        sleep(Duration::from_millis(50));
+    }
+    let hits = rx.hits();
+    let (total, by) = json_account(&hits);
+    println!(
+        "then delivered: {} messages accounting for {total}: {by:?}",
+        hits.len()
+    );
+    assert_eq!(total, 5000, "{by:?}");
+    assert_eq!(by.get("whoami"), Some(&2500));
+    assert_eq!(by.get("id"), Some(&2500));
+    assert!(s.spool_files("out").is_empty());
+}
+
+#[test]
+fn at_the_cap_denials_through_gateway_run_are_counted_and_the_note_says_how_many() {
+    need_root();
+    let _lock = system_lock();
+    let rx = Receiver::start(0);
+    // The path unit's trigger: the requests start no deliverer, as when none runs at all.
+    let s = Setup::new(
+        "runcap",
+        &[("trigger", "\"systemd\""), ("spool_max_files", "100")],
+        "",
+        &[("siem", "json", rx.url(&format!("/ingest/{SECRET}")))],
+    );
+    let _policy = install_policy(&s);
+    for i in 0..300 {
+        let o = gateway_run(None, &["whoami", &format!("--try={i}")]);
+        assert_eq!(
+            o.status.code(),
+            Some(77),
+            "the deny is unchanged: {}",
+            text(&o)
+        );
+        assert!(text(&o).contains("gateway: denied: unknown program \"whoami\""));
+    }
+    assert_eq!(s.spool_files("new").len(), 100, "new/ stops at its cap");
+    assert_eq!(
+        audit_lines(&s).len(),
+        300,
+        "the audit log has every decision"
+    );
+    let o = s.gateway(&["notify"]);
+    assert!(
+        text(&o).contains("200 alert(s) were counted, not queued"),
+        "{}",
+        text(&o)
+    );
+    let hits = rx.wait_for(30, "every denial accounted for", |h| {
+        json_account(h).0 >= 300
+    });
+    let (total, by) = json_account(&hits);
+    println!(
+        "300 denials with new/ capped at 100: {} messages, {by:?}",
+        hits.len()
+    );
+    assert_eq!(total, 300);
+    assert_eq!(by.get("note"), Some(&200));
+}
+
 /// The processes running the executable at `exe` (by `/proc/PID/exe`).
 fn processes_of(exe: &Path) -> Vec<i32> {
     fs::read_dir("/proc")

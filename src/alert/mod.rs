@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod intake;
 pub mod notify;
 pub mod plan;
 pub mod render;
@@ -236,9 +237,10 @@ pub fn raise(settings: &AlertSettings, req: &Request, d: &Decision, ctx: &Contex
         return;
     }
     let alert = Alert::from_decision(req, d, ctx);
-    match spool::Spool::new(&settings.spool_dir).put(&alert) {
+    // At the spool's cap the alert is only counted; the deliverer still has a note to build.
+    match spool::Spool::for_settings(settings).put(&alert) {
         // An audit-mode pass goes on to run the program, which must not inherit a child.
-        Ok(()) => trigger::start(settings, Path::new(POLICY_PATH), d.would_deny),
+        Ok(_) => trigger::start(settings, Path::new(POLICY_PATH), d.would_deny),
         Err(e) => {
             let _ = audit::syslog(
                 SYSLOG_ERR,

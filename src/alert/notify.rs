@@ -3,6 +3,11 @@
 //! webhook, with exponential back-off per webhook, 429 waits honoured, and every step on disk,
 //! so a crash, an outage or a reboot loses nothing.
 //!
+//! It folds every queued alert into its message on each pass, whether or not a webhook is
+//! configured or reachable: what waits on disk is messages (one per window and kind), not one
+//! file per alert. Beyond the spool's cap it folds the oldest waiting messages into one note
+//! that counts them, and turns the alerts requests only counted (see `intake`) into a note too.
+//!
 //! It stays while something is due soon (a window closing, a retry within `LINGER_MS`), then
 //! exits; the systemd timer (or the next alert's trigger) starts it again for later retries.
 //! `gateway alert test` lives here too: the same client and formats, without the spool.
@@ -17,10 +22,10 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::http::{self, Outcome};
-use super::plan::{self, Body, Form, Queued, Windows};
+use super::plan::{self, Body, Form, Planned, Queued, Window, Windows};
 use super::spool::{Lock, Spool};
 use super::webhooks::{self, Sink, WebhooksError};
-use super::{now_ms, render, sudolog, Alert, Kind};
+use super::{intake, now_ms, render, rfc3339_ms, sudolog, Alert, Kind};
 use crate::pipeline::{EXIT_CONFIG, EXIT_DENY};
 use crate::policy::{self, AlertSettings, Policy, POLICY_PATH};
 use crate::{audit, request};
@@ -33,6 +38,9 @@ const POLL: Duration = Duration::from_millis(200);
 const BACKOFF_BASE_MS: u64 = 1_000;
 /// `gateway alert test` exit status when a webhook did not take the message.
 pub const EXIT_UNDELIVERED: u8 = 69;
+/// Queued alerts read and folded per step: each step's messages are written, then its files
+/// removed, so memory and a message's list of carried files stay bounded however long the queue.
+const FOLD_CHUNK: usize = 1000;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -48,9 +56,44 @@ pub struct Message {
     pub pending: BTreeMap<String, Attempt>,
     #[serde(default)]
     pub delivered: BTreeSet<String>,
+    /// A summary's window: later parts of it merge into this message, which is sent once the
+    /// window has closed. (`alerts` then names the files of the latest part only: the others
+    /// left the queue once an earlier version of this message was on disk.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+    /// A note of the spool's cap: the messages it counts, removed once the note is on disk (a
+    /// deliverer that starts after a crash in between removes them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folded: Vec<String>,
 }
 
 impl Message {
+    fn new(id: String, body: Body, alerts: Vec<String>, sinks: &[Sink], now: u64) -> Message {
+        Message {
+            id,
+            created_ms: now,
+            body,
+            alerts,
+            pending: sinks
+                .iter()
+                .map(|s| (s.name.clone(), Attempt::default()))
+                .collect(),
+            delivered: BTreeSet::new(),
+            window: None,
+            folded: Vec::new(),
+        }
+    }
+
+    /// Whether nothing has gone out yet, so it may still change.
+    fn unsent(&self) -> bool {
+        self.delivered.is_empty() && self.pending.values().all(|a| a.attempts == 0)
+    }
+
+    /// A summary whose window has not closed yet.
+    fn waits_for_window(&self, now: u64) -> Option<u64> {
+        self.window.as_ref().map(|w| w.end_ms).filter(|&e| e > now)
+    }
+
     /// Brings `pending` in line with the webhooks configured now; true if it changed.
     fn retarget(&mut self, sinks: &[Sink]) -> bool {
         let before = self.pending.len();
@@ -105,6 +148,16 @@ pub struct Options {
 fn backoff_ms(failures: u32, max_s: u64) -> u64 {
     let exp = BACKOFF_BASE_MS.saturating_mul(1u64 << failures.saturating_sub(1).min(30));
     exp.min(max_s * 1000)
+}
+
+/// Bytes as MiB for messages ("32 MiB", "0.4 MiB").
+fn mib(bytes: u64) -> String {
+    let m = bytes as f64 / f64::from(1u32 << 20);
+    if m >= 10.0 || m.fract() == 0.0 {
+        format!("{m:.0} MiB")
+    } else {
+        format!("{m:.1} MiB")
+    }
 }
 
 /// Prints to stderr (the journal under systemd) and, for what an operator must see even when
@@ -165,7 +218,7 @@ pub fn run(opts: &Options) -> u8 {
         println!("alerts are disabled ([alerts] enabled = false); nothing to deliver");
         return 0;
     }
-    let spool = Spool::new(&settings.spool_dir);
+    let spool = Spool::for_settings(&settings);
     if let Err(e) = spool.prepare() {
         warn(&e);
         return EXIT_CONFIG;
@@ -235,7 +288,14 @@ impl Deliverer<'_> {
                 return EXIT_CONFIG;
             }
             let sinks = self.sinks();
-            let next_close = match self.build_messages(&sinks, now) {
+            // The ledger's count waits for the next pass if it cannot be had; delivery goes on.
+            if let Err(e) = self.take_intake(&sinks, now) {
+                warn(&format!("intake ledger: {e}"));
+            }
+            let built = self
+                .build_messages(&sinks, now)
+                .and_then(|n| self.enforce_cap(&sinks, now).map(|()| n));
+            let next_close = match built {
                 Ok(n) => n,
                 Err(e) => {
                     warn(&e);
@@ -288,16 +348,26 @@ impl Deliverer<'_> {
     }
 
     /// After a crash between writing a message and removing its alerts from the queue, those
-    /// alerts are still queued; they are already carried, so they go now.
+    /// alerts are still queued; they are already carried, so they go now. Likewise the
+    /// messages a cap note already counts.
     fn forget_carried(&self) {
-        let Ok(messages) = self.spool.messages::<Message>() else {
+        let Ok(ids) = self.spool.message_ids() else {
             return;
         };
-        let carried: Vec<String> = messages
-            .into_iter()
-            .filter_map(|(_, m)| m.ok())
-            .flat_map(|m| m.alerts)
-            .collect();
+        let mut carried = Vec::new();
+        for (id, _) in ids {
+            let Ok(Some(mut m)) = self.spool.message::<Message>(&id) else {
+                continue;
+            };
+            carried.append(&mut m.alerts);
+            if !m.folded.is_empty() {
+                self.spool.remove_messages(&m.folded);
+                m.folded.clear();
+                if let Err(e) = self.spool.write_message(&m.id, &m) {
+                    warn(&e);
+                }
+            }
+        }
         self.spool.remove_queued(&carried);
     }
 
@@ -345,7 +415,7 @@ impl Deliverer<'_> {
         match webhooks::load(&self.settings.webhooks_file) {
             Ok(s) => {
                 if s.is_empty() && !self.sinks_warned {
-                    warn("no webhook is configured; alerts wait in the spool until one is");
+                    warn("no webhook is configured; alerts wait in the spool (as messages) until one is");
                     self.sinks_warned = true;
                 }
                 s
@@ -371,13 +441,73 @@ impl Deliverer<'_> {
         now.saturating_sub(self.settings.expire_hours * 3_600_000)
     }
 
-    /// Expires old alerts, then turns the queue into messages (when there is somewhere to
-    /// send them). Returns when the next held window closes.
+    /// Turns the alerts requests counted instead of writing (the cap on `new/`) into a note.
+    /// The record stays in the ledger until the note is on disk; the note's name comes from
+    /// the record's number, so a crash in between does not count them twice.
+    fn take_intake(&mut self, sinks: &[Sink], now: u64) -> Result<(), String> {
+        let (files, bytes) = self.spool.new_census()?;
+        let taken = intake::take(self.spool.root(), files, bytes)?;
+        if let Some(ms) = taken.reset_ms {
+            self.notice(format!(
+                "the spool's intake ledger was unreadable and was started again at {}; alerts it \
+                 had counted as not queued before then are in no message (the audit log has \
+                 every decision)",
+                rfc3339_ms(ms)
+            ));
+        }
+        let Some((gen, rec)) = taken.record else {
+            return Ok(());
+        };
+        let id = format!("{:013}-unspooled-{gen}", rec.first_ms);
+        if !matches!(self.spool.message::<Message>(&id), Ok(Some(_))) {
+            let limits = self.spool.limits();
+            let why = format!(
+                "{} alert(s) were counted, not queued: new/ held its limit of {} files or {} \
+                 ([alerts] spool_max_files, spool_max_mb)",
+                rec.count,
+                limits.files,
+                mib(limits.bytes)
+            );
+            warn(&why);
+            let details = vec![
+                why.clone(),
+                "The requests themselves were decided and audited as usual: the audit log and \
+                 syslog have each of them."
+                    .to_string(),
+            ];
+            let body = Body::dropped(
+                self.host.clone(),
+                why,
+                (rec.first_ms, rec.last_ms),
+                rec.count,
+                rec.tally,
+                details,
+            );
+            let m = Message::new(id.clone(), body, Vec::new(), sinks, now);
+            self.spool.write_message(&id, &m)?;
+        }
+        intake::settle(self.spool.root(), gen)
+    }
+
+    /// Expires old alerts, then folds every queued alert into its message, a step of
+    /// `FOLD_CHUNK` at a time. Returns when the next window closes.
     fn build_messages(&mut self, sinks: &[Sink], now: u64) -> Result<Option<u64>, String> {
+        let mut next_close: Option<u64> = None;
+        for chunk in self.spool.queued_names()?.chunks(FOLD_CHUNK) {
+            if let Some(c) = self.fold(chunk, sinks, now)? {
+                next_close = Some(next_close.map_or(c, |n| n.min(c)));
+            }
+        }
+        Ok(next_close)
+    }
+
+    /// One step of `build_messages`: these queued files become messages (new ones, or parts of
+    /// a window's waiting summary), written to disk before the files are removed.
+    fn fold(&mut self, names: &[String], sinks: &[Sink], now: u64) -> Result<Option<u64>, String> {
         let cutoff = self.expire_before(now);
         let mut queued = Vec::new();
         let mut dropped = Vec::new();
-        for (name, alert) in self.spool.queued()? {
+        for (name, alert) in self.spool.read_queued(names) {
             match alert {
                 Ok(a) if a.unix_ms < cutoff => dropped.push(name),
                 Ok(alert) => queued.push(Queued { name, alert }),
@@ -408,10 +538,6 @@ impl Deliverer<'_> {
                 self.settings.expire_hours
             ));
             self.state.expired += dropped.len() as u64;
-            self.spool.remove_queued(&dropped);
-        }
-        if sinks.is_empty() {
-            return Ok(None);
         }
         let plan = plan::plan(
             &mut self.state.windows,
@@ -420,34 +546,155 @@ impl Deliverer<'_> {
             self.settings.coalesce_seconds,
             self.settings.max_messages_per_window,
         );
-        let mut carried = Vec::new();
-        for p in plan.messages {
-            let mut body = p.body;
-            body.expired = std::mem::take(&mut self.state.expired);
-            let m = Message {
-                id: format!(
-                    "{now:013}-{}-{:06}",
-                    std::process::id(),
-                    SEQ.fetch_add(1, Ordering::Relaxed)
+        let mut done = Vec::new();
+        for (i, p) in plan.messages.into_iter().enumerate() {
+            let mut m = match p.window.clone() {
+                Some(w) => self.accumulate(w, p, sinks, now),
+                None => Message::new(
+                    format!(
+                        "{:013}-{}-{:06}",
+                        p.body.first_ms,
+                        std::process::id(),
+                        SEQ.fetch_add(1, Ordering::Relaxed)
+                    ),
+                    p.body,
+                    p.alerts,
+                    sinks,
+                    now,
                 ),
-                created_ms: now,
-                body,
-                alerts: p.alerts,
-                pending: sinks
-                    .iter()
-                    .map(|s| (s.name.clone(), Attempt::default()))
-                    .collect(),
-                delivered: BTreeSet::new(),
             };
+            if i == 0 {
+                // The first message says how many expired; it carries their files too, so a
+                // crash before they are removed does not count them again.
+                m.body.expired += std::mem::take(&mut self.state.expired);
+                m.alerts.extend(dropped.iter().cloned());
+            }
             self.spool.write_message(&m.id, &m)?;
-            carried.extend(m.alerts);
+            done.append(&mut m.alerts);
         }
+        done.append(&mut dropped);
         // Windows first, then the queue: a crash in between repeats nothing and loses nothing.
-        if !carried.is_empty() {
-            self.spool.save_state(&self.state)?;
-            self.spool.remove_queued(&carried);
-        }
+        self.spool.save_state(&self.state)?;
+        self.spool.remove_queued(&done);
         Ok(plan.next_close)
+    }
+
+    /// The message for window `w` with part `p` added: the window's waiting summary if there
+    /// is one and nothing of it went out yet, else a new message.
+    fn accumulate(&self, w: Window, p: Planned, sinks: &[Sink], now: u64) -> Message {
+        let id = format!("{:013}-w{:016x}", w.start_ms, plan::fingerprint(&w.key));
+        match self.spool.message::<Message>(&id) {
+            Ok(Some(mut m)) if m.window.as_ref() == Some(&w) && m.unsent() => {
+                m.body.merge(p.body);
+                m.alerts = p.alerts;
+                m
+            }
+            found => {
+                // Another window under this name (a fingerprint collision), one already sent,
+                // or an unreadable file (reported when delivering): a message of its own.
+                let id = match found {
+                    Ok(None) => id,
+                    _ => format!(
+                        "{id}-{}-{:06}",
+                        std::process::id(),
+                        SEQ.fetch_add(1, Ordering::Relaxed)
+                    ),
+                };
+                let mut m = Message::new(id, p.body, p.alerts, sinks, now);
+                m.window = Some(w);
+                m
+            }
+        }
+    }
+
+    /// The spool's last line of defence: while `out/` holds more than `spool_max_files`
+    /// messages or `spool_max_mb`, the oldest ones nobody has taken yet are folded into one
+    /// note that counts their alerts by kind and time (watch alerts last: a flood of denials
+    /// must not push out a diff of sudoers), down to 90 % of the cap. The note is on disk
+    /// before the messages go.
+    fn enforce_cap(&mut self, sinks: &[Sink], now: u64) -> Result<(), String> {
+        let limits = self.spool.limits();
+        let ids = self.spool.message_ids()?;
+        let (held_files, held_bytes) = (ids.len() as u64, ids.iter().map(|i| i.1).sum::<u64>());
+        if held_files <= limits.files && held_bytes <= limits.bytes {
+            return Ok(());
+        }
+        let (target_files, target_bytes) = (
+            limits.files - limits.files / 10,
+            limits.bytes - limits.bytes / 10,
+        );
+        let why = format!(
+            "the spool held {held_files} waiting messages ({}), over its limit of {} files or {} \
+             ([alerts] spool_max_files, spool_max_mb)",
+            mib(held_bytes),
+            limits.files,
+            mib(limits.bytes)
+        );
+        let mut note = Body::dropped(
+            self.host.clone(),
+            why.clone(),
+            (u64::MAX, 0),
+            0,
+            Vec::new(),
+            Vec::new(),
+        );
+        let (mut files, mut bytes) = (held_files, held_bytes);
+        let mut folded = Vec::new();
+        let mut watch = Vec::new();
+        for watch_pass in [false, true] {
+            let candidates = if watch_pass {
+                std::mem::take(&mut watch)
+            } else {
+                ids.clone()
+            };
+            for (id, size) in candidates {
+                if files <= target_files && bytes <= target_bytes {
+                    break;
+                }
+                let Ok(Some(m)) = self.spool.message::<Message>(&id) else {
+                    continue;
+                };
+                if !m.unsent() {
+                    continue;
+                }
+                if !watch_pass && m.body.sample.kind == Kind::Watch {
+                    watch.push((id, size));
+                    continue;
+                }
+                note.absorb(&m.body);
+                folded.push(id);
+                files -= 1;
+                bytes = bytes.saturating_sub(size);
+            }
+        }
+        if folded.is_empty() {
+            warn(&format!(
+                "{why}; every waiting message is partly delivered, none was folded"
+            ));
+            return Ok(());
+        }
+        let alerts = note.count;
+        note.details = vec![format!(
+            "{} waiting message(s) with {alerts} alert(s) were folded into this note: {why}.",
+            folded.len()
+        )];
+        note.sample.reason = format!(
+            "{alerts} alert(s) in {} waiting message(s) were folded into this note: {why}",
+            folded.len()
+        );
+        warn(&note.sample.reason);
+        let id = format!(
+            "{:013}-dropped-{}-{:06}",
+            note.first_ms,
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut m = Message::new(id, note, Vec::new(), sinks, now);
+        m.folded = folded;
+        self.spool.write_message(&m.id, &m)?;
+        self.spool.remove_messages(&m.folded);
+        m.folded.clear();
+        self.spool.write_message(&m.id, &m)
     }
 
     fn client(&mut self) -> Option<&http::Client> {
@@ -460,52 +707,55 @@ impl Deliverer<'_> {
         self.client.as_ref()
     }
 
-    /// Sends every due message to every webhook that is not backing off. Returns when the next
-    /// attempt is due.
+    /// Sends every due message to every webhook that is not backing off, one message file at a
+    /// time; expires messages too old to send, with or without webhooks. Returns when the next
+    /// attempt is due, or the next window closes.
     fn deliver(&mut self, sinks: &[Sink]) -> Option<u64> {
-        let mut messages: Vec<Message> = Vec::new();
         let cutoff = self.expire_before(now_ms());
-        for (name, m) in self.spool.messages::<Message>().unwrap_or_default() {
-            let id = name.trim_end_matches(".json").to_string();
-            match m {
-                Ok(m) if m.body.first_ms < cutoff => {
-                    warn(&format!(
-                        "a message for {} alert(s) expired after {} h undelivered",
-                        m.body.count, self.settings.expire_hours
-                    ));
-                    self.state.expired += m.body.count;
-                    self.spool.remove_message(&id);
-                }
-                Ok(mut m) => {
-                    if !sinks.is_empty() && m.retarget(sinks) {
-                        self.settle(&m);
-                    }
-                    if !m.pending.is_empty() {
-                        messages.push(m);
-                    }
-                }
+        let max_s = self.settings.retry_max_seconds;
+        // (earliest attempt of a message, webhook) for what is still pending, and window ends.
+        let mut waiting: Vec<(u64, String)> = Vec::new();
+        let mut next_window: Option<u64> = None;
+        for (id, _) in self.spool.message_ids().unwrap_or_default() {
+            let mut m = match self.spool.message::<Message>(&id) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
                 Err(e) => {
                     self.notice(format!(
                         "a message file in the spool was unreadable ({id}: {e})"
                     ));
                     self.spool.remove_message(&id);
+                    continue;
                 }
+            };
+            if m.body.first_ms < cutoff {
+                warn(&format!(
+                    "a message for {} alert(s) expired after {} h undelivered",
+                    m.body.count, self.settings.expire_hours
+                ));
+                self.state.expired += m.body.count + m.body.expired;
+                self.spool.remove_message(&id);
+                continue;
             }
-        }
-        if messages.is_empty() || sinks.is_empty() {
-            return None;
-        }
-        let max_s = self.settings.retry_max_seconds;
-        for sink in sinks {
-            let mut ss = self
-                .state
-                .sinks
-                .get(&sink.name)
-                .cloned()
-                .unwrap_or_default();
-            for m in messages.iter_mut() {
+            if sinks.is_empty() {
+                continue;
+            }
+            if m.retarget(sinks) {
+                self.settle(&m);
+            }
+            if let Some(end) = m.waits_for_window(now_ms()) {
+                next_window = Some(next_window.map_or(end, |n| n.min(end)));
+                continue;
+            }
+            for sink in sinks {
+                let mut ss = self
+                    .state
+                    .sinks
+                    .get(&sink.name)
+                    .cloned()
+                    .unwrap_or_default();
                 if ss.next_ms > now_ms() {
-                    break;
+                    continue;
                 }
                 let Some(att) = m.pending.get(&sink.name) else {
                     continue;
@@ -564,20 +814,20 @@ impl Deliverer<'_> {
                         ));
                     }
                 }
-                self.settle(m);
+                self.state.sinks.insert(sink.name.clone(), ss);
+                self.settle(&m);
             }
-            self.state.sinks.insert(sink.name.clone(), ss);
+            waiting.extend(m.pending.iter().map(|(n, att)| (att.next_ms, n.clone())));
         }
         // The earliest moment any webhook may take any of the messages still pending.
-        messages
+        let next_send = waiting
             .iter()
-            .flat_map(|m| {
-                m.pending.iter().map(|(name, att)| {
-                    let ss = self.state.sinks.get(name).map_or(0, |s| s.next_ms);
-                    att.next_ms.max(ss)
-                })
+            .map(|(t, name)| {
+                let ss = self.state.sinks.get(name).map_or(0, |s| s.next_ms);
+                (*t).max(ss)
             })
-            .min()
+            .min();
+        [next_send, next_window].into_iter().flatten().min()
     }
 
     /// Saves a message's progress, or removes it once every webhook has it.
@@ -669,6 +919,8 @@ mod tests {
             ]
             .into(),
             delivered: ["a".to_string()].into(),
+            window: None,
+            folded: Vec::new(),
         };
         // "old" was renamed "new": the message is not dropped, it goes to "new".
         assert!(m.retarget(&[sink("a"), sink("b"), sink("new")]));

@@ -105,6 +105,10 @@ pub fn title(b: &Body) -> String {
             b.count,
             window_words(b.window_seconds)
         ),
+        Form::Dropped => format!(
+            "{} alerts not kept: the spool was full (counted here; the audit log has each)",
+            b.count
+        ),
         Form::Single => match a.kind {
             Kind::Deny => format!("Denied: {user} via {}", a.channel.as_deref().unwrap_or("?")),
             Kind::WouldDeny => format!("Audit mode: the rules deny this, and it ran: {user}"),
@@ -179,12 +183,22 @@ fn description(b: &Body, max: usize, code: impl Fn(&str, &str, usize) -> String)
                 parts.push(code("diff", &visible_lines(diff), max.saturating_sub(200)));
             }
         }
-        Form::Summary | Form::Overflow => {
-            parts.push(format!(
-                "From {} to {}; the latest is shown below.",
-                rfc3339_ms(b.first_ms),
-                rfc3339_ms(b.last_ms)
-            ));
+        Form::Summary | Form::Overflow | Form::Dropped => {
+            parts.push(if b.form == Form::Dropped {
+                let mut lines = vec![format!(
+                    "From {} to {}.",
+                    rfc3339_ms(b.first_ms),
+                    rfc3339_ms(b.last_ms)
+                )];
+                lines.extend(b.details.iter().map(|d| md(d)));
+                lines.join("\n")
+            } else {
+                format!(
+                    "From {} to {}; the latest is shown below.",
+                    rfc3339_ms(b.first_ms),
+                    rfc3339_ms(b.last_ms)
+                )
+            });
             if !b.tally.is_empty() {
                 let lines: Vec<String> = b
                     .tally
@@ -193,7 +207,7 @@ fn description(b: &Body, max: usize, code: impl Fn(&str, &str, usize) -> String)
                     .collect();
                 parts.push(code("", &lines.join("\n"), 1000));
             }
-            if !b.details.is_empty() {
+            if !b.details.is_empty() && b.form != Form::Dropped {
                 let mut text = b
                     .details
                     .iter()
@@ -202,7 +216,8 @@ fn description(b: &Body, max: usize, code: impl Fn(&str, &str, usize) -> String)
                     .join("\n");
                 if b.details_omitted > 0 {
                     text.push_str(&format!(
-                        "\n... and {} more different ones",
+                        "\n... and {}{} more different ones",
+                        if b.details_capped { "at least " } else { "" },
                         b.details_omitted
                     ));
                 }

@@ -2,15 +2,18 @@
 //!
 //! ```text
 //! SPOOL/new/<ms>-<pid>-<n>.json    alerts written by requests, the watcher and the sudo log scan
-//! SPOOL/queue/<same name>          alerts a deliverer has taken in, waiting to be sent or coalesced
+//! SPOOL/queue/<same name>          alerts a deliverer has taken in, folded into messages that pass
 //! SPOOL/out/<id>.json              messages built from them, with the webhooks still to reach
 //! SPOOL/state.json                 coalescing windows, webhook back-off, sudo log position
 //! SPOOL/notify.lock                held (flock) by the one running `gateway notify`
+//! SPOOL/intake.json                alert files in new/, and alerts counted instead (the cap)
 //! ```
 //!
 //! Every file appears by rename, so a reader never sees half a file. An alert leaves `queue/` only
 //! after the message that carries it is on disk; a message leaves `out/` only once every webhook
-//! took it, or when it expires.
+//! took it, when it expires, or folded into a note by the spool's cap. `new/` holds at most
+//! `spool_max_files` alert files (and `spool_max_mb`): beyond that, a request counts its alert
+//! in the intake ledger instead of writing it (see `intake`).
 #![forbid(unsafe_code)]
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -23,7 +26,9 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::Alert;
+use super::intake::{self, Admission, Limits};
+use super::{Alert, Kind};
+use crate::policy::AlertSettings;
 
 /// The largest spool file read back; an alert carries at most the policy's request caps.
 const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -38,6 +43,17 @@ pub type Files<T> = Vec<(String, Result<T, String>)>;
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    limits: Limits,
+}
+
+/// Where an alert went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A file in `new/`.
+    File,
+    /// `new/` was at its cap: the alert was counted in the intake ledger, and the next message
+    /// built says so.
+    Counted,
 }
 
 /// The outcome of taking the deliverer's lock.
@@ -49,10 +65,27 @@ pub enum Lock {
 }
 
 impl Spool {
+    /// The spool at `root`, with the default cap.
     pub fn new(root: &Path) -> Spool {
+        Spool::for_settings(&AlertSettings {
+            spool_dir: root.to_path_buf(),
+            ..AlertSettings::default()
+        })
+    }
+
+    /// The spool and cap the `[alerts]` settings name.
+    pub fn for_settings(settings: &AlertSettings) -> Spool {
         Spool {
-            root: root.to_path_buf(),
+            root: settings.spool_dir.clone(),
+            limits: Limits {
+                files: settings.spool_max_files,
+                bytes: settings.spool_max_bytes(),
+            },
         }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn root(&self) -> &Path {
@@ -72,29 +105,55 @@ impl Spool {
     }
 
     /// Writes one alert into `new/`: a temporary file, then a rename. This is all a request
-    /// does for an alert: two directory checks, one small write, one rename; no fsync.
-    pub fn put(&self, alert: &Alert) -> Result<(), String> {
+    /// does for an alert: two directory checks, the intake ledger (one small file, read and
+    /// rewritten under a brief lock), one small write, one rename; no fsync, no listing. When
+    /// `new/` is at its cap, the alert is counted in the ledger instead of written.
+    pub fn put(&self, alert: &Alert) -> Result<Stored, String> {
         self.write_new(alert, false)
     }
 
     /// As `put`, synced to disk: for alerts whose source moves on once they are queued (the
     /// sudo log position, a watcher snapshot), so a power cut cannot lose them.
-    pub fn put_durable(&self, alert: &Alert) -> Result<(), String> {
+    pub fn put_durable(&self, alert: &Alert) -> Result<Stored, String> {
         self.write_new(alert, true)
     }
 
-    fn write_new(&self, alert: &Alert, durable: bool) -> Result<(), String> {
+    fn write_new(&self, alert: &Alert, durable: bool) -> Result<Stored, String> {
         secure_dir(&self.root, false)?;
         let dir = self.new_dir();
         secure_dir(&dir, true)?;
         let body = serde_json::to_vec(alert).map_err(|e| format!("cannot encode: {e}"))?;
+        // A changed sudoers file or crontab is never only counted: a flood of denials must not
+        // hide it. Watch alerts are few (one per change of a watched file).
+        if alert.kind != Kind::Watch {
+            let len = body.len() as u64;
+            // A ledger that cannot be used costs the count, never the alert.
+            if let Ok(Admission::Count) =
+                intake::admit(&self.root, self.limits, alert, len, durable)
+            {
+                return Ok(Stored::Counted);
+            }
+        }
         let name = format!(
             "{:013}-{}-{}.json",
             alert.unix_ms,
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        write_atomic(&dir, &name, &body, durable)
+        write_atomic(&dir, &name, &body, durable)?;
+        Ok(Stored::File)
+    }
+
+    /// How many alert files wait in `new/`, and their bytes (for the intake ledger's recount).
+    pub fn new_census(&self) -> Result<(u64, u64), String> {
+        let dir = self.new_dir();
+        let names = names(&dir, "json")?;
+        let bytes = names
+            .iter()
+            .filter_map(|n| fs::symlink_metadata(dir.join(n)).ok())
+            .map(|m| m.len())
+            .sum();
+        Ok((names.len() as u64, bytes))
     }
 
     /// Creates or checks every directory of the spool.
@@ -192,6 +251,24 @@ impl Spool {
         read_all(&self.queue_dir())
     }
 
+    /// The names of the queued alerts, oldest first (names start with the alert's time).
+    pub fn queued_names(&self) -> Result<Vec<String>, String> {
+        names(&self.queue_dir(), "json")
+    }
+
+    /// The queued alerts with these names, each parsed or with the reason it could not be.
+    pub fn read_queued(&self, names: &[String]) -> Files<Alert> {
+        names
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    read_json(&self.queue_dir().join(n), MAX_FILE_BYTES),
+                )
+            })
+            .collect()
+    }
+
     pub fn remove_queued(&self, names: &[String]) {
         for n in names {
             let _ = fs::remove_file(self.queue_dir().join(n));
@@ -203,13 +280,41 @@ impl Spool {
         read_all(&self.out_dir())
     }
 
+    /// The ids of the waiting messages with their file sizes, in name order.
+    pub fn message_ids(&self) -> Result<Vec<(String, u64)>, String> {
+        let dir = self.out_dir();
+        Ok(names(&dir, "json")?
+            .into_iter()
+            .map(|n| {
+                let size = fs::symlink_metadata(dir.join(&n)).map_or(0, |m| m.len());
+                (n.trim_end_matches(".json").to_string(), size)
+            })
+            .collect())
+    }
+
+    /// One message; `Ok(None)` when there is no such file.
+    pub fn message<T: DeserializeOwned>(&self, id: &str) -> Result<Option<T>, String> {
+        let path = self.out_dir().join(format!("{id}.json"));
+        match read_json(&path, MAX_FILE_BYTES) {
+            Ok(m) => Ok(Some(m)),
+            Err(_) if !path.exists() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn write_message<T: Serialize>(&self, id: &str, message: &T) -> Result<(), String> {
         let body = serde_json::to_vec(message).map_err(|e| format!("cannot encode: {e}"))?;
         write_atomic(&self.out_dir(), &format!("{id}.json"), &body, true)
     }
 
     pub fn remove_message(&self, id: &str) {
-        let _ = fs::remove_file(self.out_dir().join(format!("{id}.json")));
+        self.remove_messages(&[id.to_string()]);
+    }
+
+    pub fn remove_messages(&self, ids: &[String]) {
+        for id in ids {
+            let _ = fs::remove_file(self.out_dir().join(format!("{id}.json")));
+        }
         sync_dir(&self.out_dir());
     }
 

@@ -44,6 +44,18 @@ pub struct AlertSettings {
     /// The longest wait between two delivery attempts to an unreachable webhook.
     pub retry_max_seconds: u64,
     pub trigger: Trigger,
+    /// The spool's hard cap, in files: `new/` takes no more alert files (requests count the
+    /// rest), and the deliverer folds the oldest waiting messages beyond it into one note.
+    pub spool_max_files: u64,
+    /// The same cap in MiB of file contents.
+    pub spool_max_mb: u64,
+}
+
+impl AlertSettings {
+    /// The spool cap in bytes.
+    pub fn spool_max_bytes(&self) -> u64 {
+        self.spool_max_mb.saturating_mul(1 << 20)
+    }
 }
 
 impl Default for AlertSettings {
@@ -59,6 +71,8 @@ impl Default for AlertSettings {
             expire_hours: 168,
             retry_max_seconds: 300,
             trigger: Trigger::Auto,
+            spool_max_files: 10_000,
+            spool_max_mb: 32,
         }
     }
 }
@@ -134,6 +148,20 @@ pub(crate) fn build(b: &mut Builder, raw: &RawAlerts) -> AlertSettings {
         &raw.retry_max_seconds,
         [1, 86_400],
         out.retry_max_seconds,
+    );
+    out.spool_max_files = bounded(
+        b,
+        "spool_max_files",
+        &raw.spool_max_files,
+        [100, 1_000_000],
+        out.spool_max_files,
+    );
+    out.spool_max_mb = bounded(
+        b,
+        "spool_max_mb",
+        &raw.spool_max_mb,
+        [1, 65_536],
+        out.spool_max_mb,
     );
     if let Some(t) = &raw.trigger {
         out.trigger = match t.get_ref().as_str() {
@@ -212,6 +240,21 @@ mod tests {
                 "[alerts]\nexpire_hours = 100000\n",
                 Err("alerts.expire_hours must be between 1 and 8760"),
                 "the expiry is bounded so the spool cannot grow for years",
+            ),
+            (
+                "[alerts]\nspool_max_files = 500\nspool_max_mb = 4\n",
+                Ok(|a| a.spool_max_files == 500 && a.spool_max_bytes() == 4 << 20),
+                "the spool cap is configurable, in files and MiB",
+            ),
+            (
+                "[alerts]\nspool_max_files = 10\n",
+                Err("alerts.spool_max_files must be between 100 and 1000000"),
+                "a cap below a few windows' messages would fold every burst into a note",
+            ),
+            (
+                "[alerts]\nspool_max_mb = 0\n",
+                Err("alerts.spool_max_mb must be between 1 and 65536"),
+                "a zero byte cap would keep no alert at all",
             ),
             (
                 "[alerts]\ntrigger = \"cron\"\n",

@@ -58,6 +58,8 @@ pub struct RawAlerts {
     pub expire_hours: Option<Spanned<u64>>,
     pub retry_max_seconds: Option<Spanned<u64>>,
     pub trigger: Option<Str>,
+    pub spool_max_files: Option<Spanned<u64>>,
+    pub spool_max_mb: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
