@@ -78,25 +78,6 @@ fn spool_file_count(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// Alerts a JSON webhook message accounts for (`count`) and by whom (argv[0] or "note").
-fn json_account(hits: &[Hit]) -> (u64, std::collections::BTreeMap<String, u64>) {
-    let mut by = std::collections::BTreeMap::new();
-    let mut total = 0;
-    for h in hits.iter().filter(|h| h.status == 204) {
-        let n = h.body["count"].as_u64().expect("a count");
-        total += n;
-        let who = match h.body["form"].as_str() {
-            Some("dropped") => "note".to_string(),
-            _ => h.body["alert"]["argv"][0]
-                .as_str()
-                .unwrap_or("-")
-                .to_string(),
-        };
-        *by.entry(who).or_default() += n;
-    }
-    (total, by)
-}
-
 /// A deny of `program` by `user` at `ms` (a distinct kind per user and program).
 fn deny(user: &str, program: &str, ms: u64) -> Alert {
     let mut a = Alert::new(

@@ -270,25 +270,6 @@ fn a_burst_of_1000_denials_through_gateway_run_gives_few_messages_that_add_up() 
     assert_eq!(audit_lines(&s).len(), 1000);
 }
 
-/// Alerts a JSON webhook's messages account for, by argv[0] (or "note" for the cap's notes).
-fn json_account(hits: &[Hit]) -> (u64, std::collections::BTreeMap<String, u64>) {
-    let mut by = std::collections::BTreeMap::new();
-    let mut total = 0;
-    for h in hits.iter().filter(|h| h.status == 204) {
-        let n = h.body["count"].as_u64().expect("a count");
-        total += n;
-        let who = match h.body["form"].as_str() {
-            Some("dropped") => "note".to_string(),
-            _ => h.body["alert"]["argv"][0]
-                .as_str()
-                .unwrap_or("-")
-                .to_string(),
-        };
-        *by.entry(who).or_default() += n;
-    }
-    (total, by)
-}
-
 #[test]
 fn with_no_webhook_5000_denials_through_gateway_run_leave_few_files_and_all_arrive_later() {
     need_root();

@@ -641,3 +641,23 @@ pub fn need_root() {
         "the alert tests run as root (the spool and webhooks file must be root's)"
     );
 }
+
+/// Alerts a JSON webhook's messages account for (`count`), by argv[0] ("note" for notes of
+/// alerts dropped or not kept).
+pub fn json_account(hits: &[Hit]) -> (u64, std::collections::BTreeMap<String, u64>) {
+    let mut by = std::collections::BTreeMap::new();
+    let mut total = 0;
+    for h in hits.iter().filter(|h| h.status == 204) {
+        let n = h.body["count"].as_u64().expect("a count");
+        total += n;
+        let who = match h.body["form"].as_str() {
+            Some("dropped") => "note".to_string(),
+            _ => h.body["alert"]["argv"][0]
+                .as_str()
+                .unwrap_or("-")
+                .to_string(),
+        };
+        *by.entry(who).or_default() += n;
+    }
+    (total, by)
+}
