@@ -112,7 +112,7 @@ fn the_role_installs_is_idempotent_and_uninstalls_on_localhost() {
             "-n",
         ];
         argv.extend_from_slice(args);
-        sh(&argv)
+        cmd(&argv)
     };
     assert_eq!(
         String::from_utf8_lossy(&sudo(&["id", "-u"]).stdout).trim(),

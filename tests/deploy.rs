@@ -144,7 +144,7 @@ fn deploy_reports_each_host_and_one_failure_does_not_stop_the_others() {
         d.join(" ").contains("root"),
         "a non-root login fails on the remote side, and says why:\n{t}"
     );
-    let o = sh(&[
+    let o = cmd(&[
         "/usr/sbin/runuser",
         "-u",
         "gwti-sudo",

@@ -37,12 +37,12 @@ fn stock(host: &mut Host, dir: &Path) -> std::path::PathBuf {
 fn sudo_as(user: &str, args: &[&str]) -> std::process::Output {
     let mut argv = vec!["/usr/sbin/runuser", "-u", user, "--", "/usr/bin/sudo", "-n"];
     argv.extend_from_slice(args);
-    sh(&argv)
+    cmd(&argv)
 }
 
 fn ssh_as(key: &Path, port: u16, command: &str) -> std::process::Output {
     let port = port.to_string();
-    sh(&[
+    cmd(&[
         "/usr/bin/ssh",
         "-i",
         key.to_str().unwrap(),
@@ -502,8 +502,8 @@ fn the_real_accounts_with_the_built_in_policy_in_one_command() {
     }
     host.child(sshd("/etc/ssh/sshd_config", 2411, &["PidFile=none".into()]));
     let port = "2411";
-    let ssh_ai = |cmd: &str| {
-        sh(&[
+    let ssh_ai = |request: &str| {
+        cmd(&[
             "/usr/bin/ssh",
             "-i",
             key.to_str().unwrap(),
@@ -518,7 +518,7 @@ fn the_real_accounts_with_the_built_in_policy_in_one_command() {
             "-o",
             "LogLevel=ERROR",
             "ai-worker@127.0.0.1",
-            cmd,
+            request,
         ])
     };
     let rows: &[(&str, i32, &str)] = &[

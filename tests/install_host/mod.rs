@@ -11,7 +11,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use gateway::install::tx::{read_entry, Entry};
-use nix::fcntl::{Flock, FlockArg};
+
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{cmd, cmd_ok};
+use common::{require_root, system_lock, SystemLock};
 
 pub const GATEWAY: &str = env!("CARGO_BIN_EXE_gateway");
 pub const POLICY: &str = concat!(
@@ -37,23 +41,9 @@ const GUARDED: &[&str] = &[
 /// these tests create are removed with userdel, and then must be absent from these files.
 const ACCOUNT_FILES: &[&str] = &["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"];
 
-pub fn sh(argv: &[&str]) -> Output {
-    Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
-}
-
+/// A command's standard output; fails the test unless it succeeds.
 pub fn ok(argv: &[&str]) -> String {
-    let o = sh(argv);
-    assert!(
-        o.status.success(),
-        "{argv:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    String::from_utf8_lossy(&cmd_ok(argv).stdout).into_owned()
 }
 
 /// The gateway binary with arguments; prints its output for the test log.
@@ -147,7 +137,7 @@ fn put_back(path: &Path, e: &Entry) {
 
 /// Holds the machine-wide test lock and puts every guarded path back on drop.
 pub struct Host {
-    _lock: Flock<fs::File>,
+    _lock: SystemLock,
     saved: Vec<(PathBuf, BTreeMap<PathBuf, Entry>)>,
     users: Vec<String>,
     children: Vec<Child>,
@@ -155,10 +145,7 @@ pub struct Host {
 
 impl Host {
     pub fn new() -> Host {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the install tests change /etc and must run as root"
-        );
+        require_root();
         for tool in [
             "/usr/sbin/visudo",
             "/usr/sbin/sshd",
@@ -170,13 +157,7 @@ impl Host {
                 "{tool} is missing: install sudo, openssh-server, openssh-client, passwd"
             );
         }
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open("/run/gateway-tests.lock")
-            .expect("open /run/gateway-tests.lock");
-        let lock = Flock::lock(f, FlockArg::LockExclusive).expect("flock");
+        let lock = system_lock();
         let _ = fs::create_dir_all("/run/sshd");
         let saved = GUARDED
             .iter()
@@ -195,7 +176,7 @@ impl Host {
             name.starts_with("gwti") || name == "vastai_kaalia" || name == "ai-worker",
             "test users are gwti*, or the two real names under the lock"
         );
-        let _ = sh(&["/usr/sbin/userdel", "-r", name]);
+        let _ = cmd(&["/usr/sbin/userdel", "-r", name]);
         ok(&["/usr/sbin/useradd", "-m", "-s", "/bin/bash", name]);
         self.users.push(name.to_string());
     }
@@ -234,8 +215,8 @@ impl Drop for Host {
             }
         }
         for u in &self.users {
-            let _ = sh(&["/usr/bin/pkill", "-KILL", "-u", u]);
-            let _ = sh(&["/usr/sbin/userdel", "-r", "-f", u]);
+            let _ = cmd(&["/usr/bin/pkill", "-KILL", "-u", u]);
+            let _ = cmd(&["/usr/sbin/userdel", "-r", "-f", u]);
             let _ = fs::remove_dir_all(format!("/home/{u}"));
             let _ = fs::remove_file(format!("/var/mail/{u}"));
         }
