@@ -370,7 +370,7 @@ impl Policy {
             .filter_map(|e| self.rules.get(&e.name))
     }
 
-    /// user -> program -> rule names, from the rule table without decoding any rule.
+    /// user -> program -> rule names and selectors, from the rule table without decoding any rule.
     fn index(&self) -> &BTreeMap<String, BTreeMap<String, Vec<Indexed>>> {
         self.by_program.get_or_init(|| {
             let mut index: BTreeMap<String, BTreeMap<String, Vec<Indexed>>> = BTreeMap::new();
@@ -428,9 +428,9 @@ struct Indexed {
 
 impl Indexed {
     fn may_accept(&self, args: &[String]) -> bool {
-        self.selector.as_ref().is_none_or(|words| {
-            words.len() <= args.len() && words.iter().zip(args).all(|(w, a)| w == a)
-        })
+        self.selector
+            .as_deref()
+            .is_none_or(|words| args.starts_with(words))
     }
 }
 
