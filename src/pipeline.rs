@@ -68,15 +68,17 @@ fn to_utf8(argv: Vec<OsString>) -> (Vec<String>, Option<usize>) {
     (words, bad)
 }
 
-/// The policy `run` and `ssh` use, after checking that root alone controls it and this binary.
-fn load_trusted() -> Result<Policy, String> {
+/// The policy `run` and `ssh` use for a request by `user`, after checking that root alone
+/// controls it and this binary.
+fn load_trusted(user: &str) -> Result<Policy, String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot locate the gateway binary: {e}"))?;
     trust::resolve_locked(&exe)
         .map_err(|e| format!("the gateway binary is not locked to root: {e}"))?;
     let path = Path::new(POLICY_PATH);
     policy::check_policy_file(path).map_err(|d| d.to_string())?;
-    policy::cache::load(path, Path::new(policy::cache::CACHE_PATH), &exe).map_err(|diags| {
+    let cache = Path::new(policy::cache::CACHE_PATH);
+    policy::cache::load_for(path, cache, &exe, user).map_err(|diags| {
         let more = if diags.len() > 1 {
             format!(" (and {} more; run gateway check)", diags.len() - 1)
         } else {
@@ -113,7 +115,7 @@ fn handle(channel: Channel, input: Input, pre_denial: Option<String>) -> u8 {
         input,
     };
     let mut config_error = false;
-    let loaded = load_trusted();
+    let loaded = load_trusted(&req.user);
     let settings = loaded
         .as_ref()
         .map(|p| p.settings.clone())

@@ -46,15 +46,16 @@ pub struct Policy {
     pub file: String,
     pub settings: Settings,
     pub alerts: AlertSettings,
+    /// The cache keeps each user apart (see cache.rs): a request reads only its caller.
+    #[serde(skip)]
     pub users: BTreeMap<String, User>,
     pub programs: BTreeMap<String, Program>,
+    /// The cache keeps the rules apart from the rest (see cache.rs), so they can be read one by one.
+    #[serde(skip)]
     pub rules: Rules,
     /// Only `check` runs them; the cache does not keep them.
     #[serde(skip)]
     pub tests: Vec<TestCase>,
-    /// user -> program -> that user's rules for it, in the user's order; built on first use.
-    #[serde(skip)]
-    by_program: OnceLock<BTreeMap<String, BTreeMap<String, Vec<Indexed>>>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +105,10 @@ pub struct User {
     pub name: String,
     pub mode: Mode,
     pub rules: Vec<String>,
+    /// program -> this user's rules for it, in the user's order; built on first use, for this
+    /// user only (a request concerns one user).
+    #[serde(skip)]
+    index: OnceLock<BTreeMap<String, Vec<Indexed>>>,
 }
 
 /// How a program reads its argv.
@@ -370,22 +375,20 @@ impl Policy {
             .filter_map(|e| self.rules.get(&e.name))
     }
 
-    /// user -> program -> rule names and selectors, from the rule table without decoding any rule.
-    fn index(&self) -> &BTreeMap<String, BTreeMap<String, Vec<Indexed>>> {
-        self.by_program.get_or_init(|| {
-            let mut index: BTreeMap<String, BTreeMap<String, Vec<Indexed>>> = BTreeMap::new();
-            for u in self.users.values() {
-                let mine = index.entry(u.name.clone()).or_default();
-                for name in &u.rules {
-                    if let Some(program) = self.rules.program_of(name) {
-                        mine.entry(program.to_string()).or_default().push(Indexed {
-                            name: name.clone(),
-                            selector: self
-                                .rules
-                                .selector_of(name)
-                                .map(|s| s.split(' ').map(String::from).collect()),
-                        });
-                    }
+    /// program -> the user's rule names and selectors, from the rule table without decoding any
+    /// rule.
+    fn index<'a>(&self, user: &'a User) -> &'a BTreeMap<String, Vec<Indexed>> {
+        user.index.get_or_init(|| {
+            let mut index: BTreeMap<String, Vec<Indexed>> = BTreeMap::new();
+            for name in &user.rules {
+                if let Some(program) = self.rules.program_of(name) {
+                    index.entry(program.to_string()).or_default().push(Indexed {
+                        name: name.clone(),
+                        selector: self
+                            .rules
+                            .selector_of(name)
+                            .map(|s| s.split(' ').map(String::from).collect()),
+                    });
                 }
             }
             index
@@ -410,11 +413,7 @@ impl Policy {
         user: &'a User,
         program: &'a str,
     ) -> impl Iterator<Item = &'a Indexed> {
-        self.index()
-            .get(&user.name)
-            .and_then(|by| by.get(program))
-            .into_iter()
-            .flatten()
+        self.index(user).get(program).into_iter().flatten()
     }
 }
 
@@ -436,7 +435,11 @@ impl Indexed {
 
 /// Checks that the policy file could only have been written by root.
 pub fn check_policy_file(path: &Path) -> Result<(), Diagnostic> {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+    };
     trust::resolve_locked(&absolute).map(|_| ()).map_err(|e| {
         Diagnostic::whole(
             &path.display().to_string(),
@@ -698,7 +701,6 @@ impl<'a> Builder<'a> {
             programs,
             rules,
             tests,
-            by_program: OnceLock::new(),
         })
     }
 
@@ -923,6 +925,7 @@ impl<'a> Builder<'a> {
                     name: name.get_ref().clone(),
                     mode,
                     rules: u.rules.iter().map(|r| r.get_ref().clone()).collect(),
+                    index: OnceLock::new(),
                 },
             );
         }

@@ -1,22 +1,23 @@
-//! The rules by name. Built from TOML, every rule is built at once; read from the cache, each
-//! rule stays JSON text until a request needs it, since a request reads a handful of rules and
-//! decoding all of them was most of a cached request's cost.
+//! The rules by name. Built from TOML, every rule is built at once. Read from the cache, only
+//! each rule's program and selector are known up front; its body stays on disk, in the cache
+//! file this process opened and checked, until a request needs it. A request reads a handful of
+//! rules, and reading and decoding all of them was most of a cached request's cost.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use super::Rule;
 
 #[derive(Debug, Default)]
 pub struct Rules {
     map: BTreeMap<String, Entry>,
+    /// The open cache file the bodies are read from, and where its body section starts.
+    bodies: Option<(File, u64)>,
 }
 
 #[derive(Debug)]
@@ -26,8 +27,30 @@ struct Entry {
     /// ... and the leading words a request must have for it to matter (docker commands).
     selector: Option<String>,
     rule: OnceLock<Option<Rule>>,
-    json: Option<Box<RawValue>>,
+    /// Where the body is in the cache file's body section, for a rule not yet decoded.
+    at: Option<(u64, usize)>,
 }
+
+/// A rule as the cache's header lists it: what it is for, and where its JSON body is, relative
+/// to the start of the body section.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Slot {
+    pub program: String,
+    pub selector: Option<String>,
+    pub at: u64,
+    pub len: usize,
+}
+
+/// A rule with what the cache's index says of it.
+pub struct Listed<'a> {
+    pub name: &'a str,
+    pub program: &'a str,
+    pub selector: Option<&'a str>,
+    pub rule: &'a Rule,
+}
+
+/// The largest rule body the cache may hold; a bigger slot is a corrupt cache.
+const MAX_BODY: usize = 1 << 20;
 
 impl Rules {
     pub fn insert(&mut self, name: String, rule: Rule) {
@@ -35,22 +58,62 @@ impl Rules {
             program: rule.program.clone(),
             selector: rule.selector(),
             rule: OnceLock::from(Some(rule)),
-            json: None,
+            at: None,
         };
         self.map.insert(name, entry);
     }
 
-    /// The rule, decoded on first use. A cached rule that does not decode is absent, so the
-    /// requests it would have allowed are denied.
+    /// Rules read from a cache file: `file`'s body section starts at `base`.
+    pub fn from_slots(slots: BTreeMap<String, Slot>, file: File, base: u64) -> Rules {
+        let map = slots
+            .into_iter()
+            .map(|(name, s)| {
+                let entry = Entry {
+                    program: s.program,
+                    selector: s.selector,
+                    rule: OnceLock::new(),
+                    at: Some((s.at, s.len)),
+                };
+                (name, entry)
+            })
+            .collect();
+        Rules {
+            map,
+            bodies: Some((file, base)),
+        }
+    }
+
+    /// The rule, decoded on first use. A cached rule that cannot be read or decoded is absent,
+    /// so the requests it would have allowed are denied.
     pub fn get(&self, name: &str) -> Option<&Rule> {
         let e = self.map.get(name)?;
-        e.rule
-            .get_or_init(|| {
-                e.json
-                    .as_ref()
-                    .and_then(|j| serde_json::from_str(j.get()).ok())
+        e.rule.get_or_init(|| self.read_body(e.at?)).as_ref()
+    }
+
+    fn read_body(&self, (at, len): (u64, usize)) -> Option<Rule> {
+        let (file, base) = self.bodies.as_ref()?;
+        if len > MAX_BODY {
+            return None;
+        }
+        let mut buf = vec![0; len];
+        file.read_exact_at(&mut buf, base.checked_add(at)?).ok()?;
+        serde_json::from_slice(&buf).ok()
+    }
+
+    /// Every rule with its program and selector, for writing the cache: `None` if one of
+    /// them cannot be had (then no cache is written).
+    pub fn all(&self) -> Option<Vec<Listed<'_>>> {
+        self.map
+            .iter()
+            .map(|(name, e)| {
+                Some(Listed {
+                    name,
+                    program: &e.program,
+                    selector: e.selector.as_deref(),
+                    rule: self.get(name)?,
+                })
             })
-            .as_ref()
+            .collect()
     }
 
     pub fn contains_key(&self, name: &str) -> bool {
@@ -84,65 +147,5 @@ impl std::ops::Index<&str> for Rules {
     type Output = Rule;
     fn index(&self, name: &str) -> &Rule {
         self.get(name).expect("no rule of that name")
-    }
-}
-
-#[derive(Serialize)]
-struct EntryOut<'a> {
-    program: &'a str,
-    selector: Option<&'a str>,
-    rule: &'a Rule,
-}
-
-#[derive(Deserialize)]
-struct EntryIn {
-    program: String,
-    selector: Option<String>,
-    rule: Box<RawValue>,
-}
-
-impl Serialize for Rules {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.map.len()))?;
-        for (name, e) in &self.map {
-            let Some(rule) = self.get(name) else { continue };
-            m.serialize_entry(
-                name,
-                &EntryOut {
-                    program: &e.program,
-                    selector: e.selector.as_deref(),
-                    rule,
-                },
-            )?;
-        }
-        m.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for Rules {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Rules, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Rules;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map of rules")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Rules, A::Error> {
-                let mut map = BTreeMap::new();
-                while let Some((name, e)) = access.next_entry::<String, EntryIn>()? {
-                    map.insert(
-                        name,
-                        Entry {
-                            program: e.program,
-                            selector: e.selector,
-                            rule: OnceLock::new(),
-                            json: Some(e.rule),
-                        },
-                    );
-                }
-                Ok(Rules { map })
-            }
-        }
-        d.deserialize_map(V)
     }
 }
