@@ -7,7 +7,7 @@
 use std::path::{Component, Path};
 use std::sync::{Arc, OnceLock};
 
-use regex::Regex;
+use regex::bytes::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::trust::{self, Kind};
@@ -47,6 +47,11 @@ pub struct NamedType {
 
 /// An anchored regular expression over printable ASCII.
 ///
+/// Values are printable ASCII before a pattern sees them, so patterns are built without
+/// Unicode: `\d`, `\w`, `\s` and `(?i)` mean their ASCII sense, and Unicode classes
+/// (`\p{...}`) are refused when the policy loads. (This also keeps Unicode's tables out of the
+/// binary, which every request would otherwise pay to load.)
+///
 /// The syntax is checked when the policy loads; the automaton is built on first use, because a
 /// request touches a handful of the policy's patterns and building one can take 100 µs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,8 +65,15 @@ pub struct Pattern {
 impl Pattern {
     pub fn new(source: &str) -> Result<Pattern, String> {
         let anchored = format!("^(?:{source})$");
-        regex_syntax::Parser::new()
+        let ast = regex_syntax::ast::parse::Parser::new()
             .parse(&anchored)
+            .map_err(|e| e.to_string())?;
+        regex_syntax::ast::visit(&ast, NoUnicodeFlag)?;
+        regex_syntax::hir::translate::TranslatorBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .translate(&anchored, &ast)
             .map_err(|e| e.to_string())?;
         Ok(Pattern {
             source: source.to_string(),
@@ -75,16 +87,51 @@ impl Pattern {
         printable_ascii(value)
             && self
                 .re
-                .get_or_init(|| Regex::new(&self.anchored).ok())
+                .get_or_init(|| self.automaton().ok())
                 .as_ref()
-                .is_some_and(|re| re.is_match(value))
+                .is_some_and(|re| re.is_match(value.as_bytes()))
     }
 
     /// Builds the automaton now; `check` uses it to report patterns that cannot be built.
     pub fn build(&self) -> Result<(), String> {
-        Regex::new(&self.anchored)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.automaton().map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    fn automaton(&self) -> Result<Regex, regex::Error> {
+        RegexBuilder::new(&self.anchored).unicode(false).build()
+    }
+}
+
+/// Refuses the `u` flag: a pattern means the same whichever Unicode tables the build carries.
+struct NoUnicodeFlag;
+
+impl regex_syntax::ast::Visitor for NoUnicodeFlag {
+    type Output = ();
+    type Err = String;
+
+    fn finish(self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn visit_pre(&mut self, ast: &regex_syntax::ast::Ast) -> Result<(), String> {
+        use regex_syntax::ast::{Ast, Flag, FlagsItemKind, GroupKind};
+        let flags = match ast {
+            Ast::Flags(f) => Some(&f.flags),
+            Ast::Group(g) => match &g.kind {
+                GroupKind::NonCapturing(f) => Some(f),
+                _ => None,
+            },
+            _ => None,
+        };
+        let unicode = flags.is_some_and(|f| {
+            f.items
+                .iter()
+                .any(|i| i.kind == FlagsItemKind::Flag(Flag::Unicode))
+        });
+        if unicode {
+            return Err("the u flag is not available: patterns match printable ASCII, and \\d, \\w, \\s and (?i) have their ASCII meaning".into());
+        }
+        Ok(())
     }
 }
 
@@ -316,6 +363,29 @@ mod tests {
         assert!(!p.is_match("abc\n"), "no trailing newline");
         let w = Pattern::new(r"\w+").unwrap();
         assert!(!w.is_match("d\u{43e}cker"), "a Cyrillic letter is refused");
+        assert!(w.is_match("docker_1"));
+    }
+
+    #[test]
+    fn patterns_have_ascii_meanings_only() {
+        let d = Pattern::new(r"\d{2}").unwrap();
+        assert!(d.is_match("42"));
+        assert!(!d.is_match("\u{664}\u{662}"), "Arabic-Indic digits");
+        let i = Pattern::new("(?i)k").unwrap();
+        assert!(i.is_match("K") && i.is_match("k"));
+        assert!(!i.is_match("\u{212a}"), "the Kelvin sign is not a k");
+        let not_slash = Pattern::new("[^/]+").unwrap();
+        assert!(not_slash.is_match("a.b") && !not_slash.is_match("a/b"));
+        assert!(
+            !not_slash.is_match("\u{e9}"),
+            "a negated class still takes ASCII only"
+        );
+        let dot = Pattern::new("a.c").unwrap();
+        assert!(dot.is_match("a-c") && !dot.is_match("a\u{e9}c"));
+        // Unicode classes have no ASCII meaning: the policy does not load.
+        for p in [r"\p{Greek}", r"\pL", r"(?u)\w"] {
+            assert!(Pattern::new(p).is_err(), "{p}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use std::sync::OnceLock;
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
 const DEFAULT_DOMAIN: &str = "docker.io";
@@ -65,7 +65,11 @@ fn grammar() -> &'static Regex {
         let re = format!(
             r"^(?P<name>(?:{domain}/)?{component}(?:/{component})*)(?::(?P<tag>{tag}))?(?:@(?P<digest>{digest}))?$"
         );
-        Regex::new(&re).expect("the reference grammar is a valid regex")
+        // ASCII classes only, as docker's own grammar.
+        RegexBuilder::new(&re)
+            .unicode(false)
+            .build()
+            .expect("the reference grammar is a valid regex")
     })
 }
 
