@@ -25,7 +25,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::rules::Slot;
+use super::rules::{read_piece, Slot};
 use super::{Diagnostic, Policy, Rules, User};
 use crate::trust;
 
@@ -173,12 +173,7 @@ fn read(cache: &Path, key: &Key, user: &str) -> Option<Policy> {
     let Some(span) = header.users.get(user) else {
         return Some(policy);
     };
-    if span.len > MAX_SECTION {
-        return None;
-    }
-    let mut bytes = vec![0; span.len];
-    file.read_exact_at(&mut bytes, base.checked_add(span.at)?)
-        .ok()?;
+    let bytes = read_piece(&file, base, span.at, span.len, MAX_SECTION)?;
     let section: SectionIn = serde_json::from_slice(&bytes).ok()?;
     if section.user.name != user {
         return None;

@@ -435,11 +435,7 @@ impl Indexed {
 
 /// Checks that the policy file could only have been written by root.
 pub fn check_policy_file(path: &Path) -> Result<(), Diagnostic> {
-    let absolute = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-    };
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     trust::resolve_locked(&absolute).map(|_| ()).map_err(|e| {
         Diagnostic::whole(
             &path.display().to_string(),

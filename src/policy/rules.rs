@@ -92,11 +92,7 @@ impl Rules {
 
     fn read_body(&self, (at, len): (u64, usize)) -> Option<Rule> {
         let (file, base) = self.bodies.as_ref()?;
-        if len > MAX_BODY {
-            return None;
-        }
-        let mut buf = vec![0; len];
-        file.read_exact_at(&mut buf, base.checked_add(at)?).ok()?;
+        let buf = read_piece(file, *base, at, len, MAX_BODY)?;
         serde_json::from_slice(&buf).ok()
     }
 
@@ -148,4 +144,21 @@ impl std::ops::Index<&str> for Rules {
     fn index(&self, name: &str) -> &Rule {
         self.get(name).expect("no rule of that name")
     }
+}
+
+/// `len` bytes at `at` past `base` in the cache file: `None` for a piece over `max` bytes, past
+/// the end, or unreadable (a corrupt cache).
+pub(super) fn read_piece(
+    file: &File,
+    base: u64,
+    at: u64,
+    len: usize,
+    max: usize,
+) -> Option<Vec<u8>> {
+    if len > max {
+        return None;
+    }
+    let mut buf = vec![0; len];
+    file.read_exact_at(&mut buf, base.checked_add(at)?).ok()?;
+    Some(buf)
 }
