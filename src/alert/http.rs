@@ -1,17 +1,21 @@
 //! One POST to one webhook, and what its answer means for the next attempt.
 //!
-//! reqwest (blocking, rustls with the ring provider, the system's trust store); no redirects,
+//! ureq (blocking, rustls with the ring provider, the system's trust store); no redirects,
 //! no proxy from the environment, short timeouts. Error text is built here from the error's
-//! kind and source chain with the URL taken out, so it can be printed and logged.
+//! kind and its cause with the URL taken out, so it can be printed and logged.
+//!
+//! ureq rather than reqwest: the same rustls stack without tokio and hyper, which were half of
+//! the binary and a large part of what every request's start-up relocates (README, Performance).
 #![forbid(unsafe_code)]
 
-use std::error::Error as _;
-use std::io::Read;
+use std::io::{self, Read};
 use std::time::Duration;
 
-use reqwest::blocking::{Client as Inner, Response};
-use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
+use ureq::http::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use ureq::http::Response;
+use ureq::tls::{RootCerts, TlsConfig};
+use ureq::{Agent, Body};
 
 use super::webhooks::Sink;
 
@@ -55,54 +59,62 @@ impl Outcome {
 }
 
 pub struct Client {
-    inner: Inner,
+    agent: Agent,
 }
 
 impl Client {
     pub fn new() -> Result<Client, String> {
-        // reqwest is built without a provider of its own; ring keeps the build light.
+        // rustls is built without a provider of its own; ring keeps the build light.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let inner = Inner::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::PlatformVerifier)
+            .build();
+        let agent = Agent::config_builder()
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            // A redirect is answered like any other refusal; the status is what counts.
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .proxy(None)
             .user_agent(concat!("gateway/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
             .build()
-            .map_err(|e| format!("cannot start the HTTP client: {}", e.without_url()))?;
-        Ok(Client { inner })
+            .new_agent();
+        Ok(Client { agent })
     }
 
     pub fn send(&self, sink: &Sink, payload: &Value) -> Outcome {
         let body = serde_json::to_vec(payload).unwrap_or_default();
         let mut req = self
-            .inner
-            .post(sink.url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body);
+            .agent
+            .post(sink.url.as_str())
+            .header(CONTENT_TYPE, "application/json");
         for (k, v) in &sink.headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        match req.send() {
+        match req.send(&body[..]) {
             Ok(resp) => classify(resp),
             Err(e) => Outcome::Unreachable(scrub(&describe_error(&e), sink)),
         }
     }
 }
 
-fn classify(resp: Response) -> Outcome {
+fn classify(mut resp: Response<Body>) -> Outcome {
     let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
     match status {
         200..=299 => Outcome::Delivered {
             status,
-            pause_ms: bucket_empty(&headers),
+            pause_ms: bucket_empty(resp.headers()),
         },
         429 => {
             let mut text = Vec::new();
-            let _ = resp.take(MAX_BODY_BYTES).read_to_end(&mut text);
+            let _ = resp
+                .body_mut()
+                .as_reader()
+                .take(MAX_BODY_BYTES)
+                .read_to_end(&mut text);
             Outcome::RateLimited {
-                wait_ms: retry_after_ms(&headers, &text),
+                wait_ms: retry_after_ms(resp.headers(), &text),
             }
         }
         500..=599 => Outcome::Unreachable(format!("HTTP {status}")),
@@ -149,27 +161,44 @@ fn bucket_empty(headers: &HeaderMap) -> Option<u64> {
         .map(|ms| ms.min(MAX_RETRY_MS))
 }
 
-fn describe_error(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
+fn describe_error(e: &ureq::Error) -> String {
+    use ureq::Error as E;
+    let what = match e {
+        E::Timeout(_) => "timed out",
+        E::HostNotFound | E::ConnectionFailed | E::Rustls(_) | E::Tls(_) => "cannot connect",
+        E::Io(io) if refused(io) || tls_failed(io) => "cannot connect",
+        _ => "request failed",
     };
-    let mut causes = Vec::new();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !causes.contains(&text) {
-            causes.push(text);
-        }
-        source = s.source();
+    let cause = match e {
+        E::Io(io) => io.to_string(),
+        E::HostNotFound | E::ConnectionFailed => String::new(),
+        other => other.to_string(),
+    };
+    if cause.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {cause}")
     }
-    match causes.last() {
-        Some(root) => format!("{what}: {root}"),
-        None => what.to_string(),
-    }
+}
+
+/// A TLS handshake that failed (an untrusted certificate, say): no secure connection.
+fn tls_failed(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
+/// The socket errors that mean nobody answered at that address.
+fn refused(e: &io::Error) -> bool {
+    use io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+            | K::AddrNotAvailable
+            | K::NotConnected
+    )
 }
 
 /// Takes the URL, its path and its host out of a message, in case a library quoted them.
@@ -188,7 +217,7 @@ fn scrub(text: &str, sink: &Sink) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
+    use ureq::http::HeaderValue;
 
     #[test]
     fn retry_after_table() {

@@ -53,7 +53,7 @@ impl SinkKind {
 pub struct Sink {
     pub name: String,
     pub kind: SinkKind,
-    pub url: reqwest::Url,
+    pub url: url::Url,
     pub headers: Vec<(String, String)>,
 }
 
@@ -130,7 +130,7 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-fn loopback(url: &reqwest::Url) -> bool {
+fn loopback(url: &url::Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;
     };
@@ -179,7 +179,7 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Sink>, WebhooksError> {
                 )))
             }
         };
-        let url = reqwest::Url::parse(&r.url)
+        let url = url::Url::parse(&r.url)
             .map_err(|_| bad(format!("webhook {name:?}: url is not a valid URL")))?;
         let secure = url.scheme() == "https" || (url.scheme() == "http" && loopback(&url));
         if !secure || url.host().is_none() {
@@ -193,8 +193,8 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Sink>, WebhooksError> {
             )));
         }
         for (k, v) in &r.headers {
-            let valid = reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_ok()
-                && reqwest::header::HeaderValue::from_str(v).is_ok();
+            let valid = ureq::http::HeaderName::from_bytes(k.as_bytes()).is_ok()
+                && ureq::http::HeaderValue::from_str(v).is_ok();
             if !valid {
                 return Err(bad(format!(
                     "webhook {name:?}: header {:?} is not a valid HTTP header",
