@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::fs::{DirBuilder, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -91,22 +91,27 @@ impl<'a> Record<'a> {
 pub fn append(path: &Path, record: &Record) -> Result<(), String> {
     let mut line = serde_json::to_vec(record).map_err(|e| format!("cannot encode: {e}"))?;
     line.push(b'\n');
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
+    let open = || {
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(path)
+    };
+    // The directory is made on the first record only; every other request opens directly.
+    let opened = match (open(), path.parent()) {
+        (Err(e), Some(dir)) if e.kind() == io::ErrorKind::NotFound && !dir.exists() => {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            open()
         }
-    }
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        (opened, _) => opened,
+    };
+    let mut file = opened.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let md = file
         .metadata()
         .map_err(|e| format!("cannot inspect {}: {e}", path.display()))?;
@@ -281,5 +286,26 @@ mod tests {
         let _ = std::os::unix::fs::symlink("/etc/passwd", &link);
         assert!(append(&link, &rec).is_err(), "a symlink is never followed");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_missing_audit_directory_is_made_on_the_first_record() {
+        let top = std::env::temp_dir().join(format!("gateway-audit-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&top);
+        let path = top.join("log/audit.jsonl");
+        let (req, d, ctx) = sample();
+        let rec = Record::new(&req, &d, &ctx);
+        let first = append(&path, &rec);
+        if nix::unistd::geteuid().is_root() {
+            first.unwrap();
+            append(&path, &rec).unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(text.lines().count(), 2, "both records are kept");
+            let mode = std::fs::metadata(top.join("log")).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o700, "the new directory is root's alone");
+        } else {
+            assert!(first.is_err(), "a file made by a non-root user is refused");
+        }
+        let _ = std::fs::remove_dir_all(&top);
     }
 }

@@ -108,8 +108,9 @@ struct SectionIn {
     rules: BTreeMap<String, Slot>,
 }
 
-/// What one read takes first; the shipped policy's first line is about 3 kB.
-const FIRST_READ: usize = 8 << 10;
+/// What one read takes first (one page); the shipped policy's first line is about 3 kB, and a
+/// longer one takes a second read.
+const FIRST_READ: usize = 4 << 10;
 /// The largest user section the cache may hold; a bigger span is a corrupt cache.
 const MAX_SECTION: usize = 1 << 20;
 
