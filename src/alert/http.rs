@@ -171,13 +171,26 @@ fn describe_error(e: &ureq::Error) -> String {
     };
     let cause = match e {
         E::Io(io) => io.to_string(),
-        E::HostNotFound | E::ConnectionFailed => String::new(),
+        E::Timeout(phase) => format!("while waiting to {}", phase_of(phase)),
+        E::HostNotFound => "host not found".into(),
+        E::ConnectionFailed => String::new(),
         other => other.to_string(),
     };
     if cause.is_empty() {
         what.to_string()
     } else {
         format!("{what}: {cause}")
+    }
+}
+
+fn phase_of(t: &ureq::Timeout) -> String {
+    use ureq::Timeout as T;
+    match t {
+        T::Resolve => "resolve the host".into(),
+        T::Connect => "connect".into(),
+        T::SendRequest | T::SendBody => "send the request".into(),
+        T::RecvResponse | T::RecvBody => "receive the answer".into(),
+        other => format!("finish ({other})"),
     }
 }
 
@@ -267,6 +280,53 @@ mod tests {
                 h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
             }
             assert_eq!(retry_after_ms(&h, body.as_bytes()), *want, "{why}");
+        }
+    }
+
+    #[test]
+    fn errors_read_as_what_happened_without_the_url() {
+        use ureq::Error as E;
+        let io = |kind| E::Io(io::Error::new(kind, "os says no"));
+        let tls = E::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        // (error, expected text, why)
+        let rows: Vec<(E, &str, &str)> = vec![
+            (
+                io(io::ErrorKind::ConnectionRefused),
+                "cannot connect: os says no",
+                "nobody listens",
+            ),
+            (
+                io(io::ErrorKind::NetworkUnreachable),
+                "cannot connect: os says no",
+                "no route",
+            ),
+            (
+                tls,
+                "cannot connect: invalid peer certificate: UnknownIssuer",
+                "TLS",
+            ),
+            (
+                E::Timeout(ureq::Timeout::Connect),
+                "timed out: while waiting to connect",
+                "a blackholed address",
+            ),
+            (
+                E::Timeout(ureq::Timeout::Global),
+                "timed out: while waiting to finish (global)",
+                "the total budget",
+            ),
+            (E::HostNotFound, "cannot connect: host not found", "DNS"),
+            (
+                io(io::ErrorKind::UnexpectedEof),
+                "request failed: os says no",
+                "the server hung up mid-answer",
+            ),
+        ];
+        for (e, want, why) in rows {
+            assert_eq!(describe_error(&e), want, "{why}");
         }
     }
 
