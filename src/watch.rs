@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
-use similar::TextDiff;
 
 use crate::alert::notify::load_policy;
 use crate::alert::spool::{read_json, secure_dir, write_atomic, Spool};
@@ -159,12 +158,10 @@ pub fn take(path: &Path) -> io::Result<Option<Snapshot>> {
 
 /// A unified diff of two versions, cut to `MAX_DIFF_LINES`.
 pub fn diff(path: &str, old: &str, new: &str) -> String {
-    let d = TextDiff::from_lines(old, new);
-    let text = d
-        .unified_diff()
-        .context_radius(3)
-        .header(&format!("a{path}"), &format!("b{path}"))
-        .to_string();
+    if old == new {
+        return String::new();
+    }
+    let text = crate::install::diff::labelled(&format!("a{path}"), &format!("b{path}"), old, new);
     let lines: Vec<&str> = text.lines().collect();
     if lines.len() <= MAX_DIFF_LINES {
         return text;

@@ -1,4 +1,5 @@
-//! Unified diffs of text files, for `--dry-run` and for the install report.
+//! Unified diffs of text files: `--dry-run` and the install report, and the changes
+//! `gateway watch` reports.
 #![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
@@ -57,11 +58,18 @@ pub fn unified(path: &str, old: Option<&str>, new: Option<&str>) -> String {
     if old == new {
         return String::new();
     }
-    let a: Vec<&str> = old.map(|t| t.lines().collect()).unwrap_or_default();
-    let b: Vec<&str> = new.map(|t| t.lines().collect()).unwrap_or_default();
+    let label = |t: Option<&str>| if t.is_some() { path } else { "/dev/null" };
+    labelled(label(old), label(new), old.unwrap_or(""), new.unwrap_or(""))
+}
+
+/// `diff -u` style text from `old` (headed `from`) to `new` (headed `to`), for texts the
+/// caller knows differ.
+pub fn labelled(from: &str, to: &str, old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
     let mut s = String::new();
-    let _ = writeln!(s, "--- {}", if old.is_some() { path } else { "/dev/null" });
-    let _ = writeln!(s, "+++ {}", if new.is_some() { path } else { "/dev/null" });
+    let _ = writeln!(s, "--- {from}");
+    let _ = writeln!(s, "+++ {to}");
     let ops = ops(&a, &b);
     let changed: Vec<usize> = (0..ops.len()).filter(|&k| ops[k].0 != Op::Keep).collect();
     if changed.is_empty() {
