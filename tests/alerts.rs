@@ -621,6 +621,90 @@ fn no_webhook_file_keeps_alerts_as_messages_until_one_exists() {
 }
 
 #[test]
+fn redirects_are_not_followed_and_no_proxy_is_taken_from_the_environment() {
+    use std::io::{Read, Write};
+    need_root();
+    // Where a redirect points, and what the environment names as a proxy: neither may be hit.
+    let elsewhere = Receiver::start(0);
+    let proxy = Receiver::start(0);
+    let rx = Receiver::start(0);
+    // A webhook that answers 307 with a Location, as a moved or hijacked endpoint would.
+    let mover = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let mover_port = mover.local_addr().unwrap().port();
+    let location = elsewhere.url("/api/webhooks/9/moved");
+    // Answers one request, or gives up after 20 s (when the client never comes, the asserts
+    // below say why).
+    mover.set_nonblocking(true).unwrap();
+    let moved = std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(20);
+        let mut c = loop {
+            match mover.accept() {
+                Ok((c, _)) => break c,
+                Err(_) if Instant::now() < end => sleep(Duration::from_millis(5)),
+                Err(_) => return,
+            }
+        };
+        c.set_nonblocking(false).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 8192];
+        let _ = c.read(&mut buf);
+        let reply = format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let _ = c.write_all(reply.as_bytes());
+    });
+    let s = Setup::new(
+        "noproxy",
+        &[],
+        "",
+        &[
+            (
+                "moved",
+                "json",
+                format!("http://127.0.0.1:{mover_port}/hook/{SECRET}"),
+            ),
+            (
+                "direct",
+                "discord",
+                rx.url(&format!("/api/webhooks/8/{SECRET}")),
+            ),
+        ],
+    );
+    let proxy_url = proxy.url("");
+    let o = std::process::Command::new(BIN)
+        .args(["alert", "test", "--config", s.config.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(
+            [
+                "http_proxy",
+                "HTTP_PROXY",
+                "https_proxy",
+                "HTTPS_PROXY",
+                "ALL_PROXY",
+            ]
+            .map(|k| (k, &proxy_url)),
+        )
+        .output()
+        .unwrap();
+    moved.join().unwrap();
+    let t = text(&o);
+    assert!(
+        t.contains("moved (json): refused (HTTP 307)"),
+        "a redirect is an answer: {t}"
+    );
+    assert!(t.contains("direct (discord): delivered (HTTP 204)"), "{t}");
+    assert!(!t.contains(SECRET), "the URL leaked: {t}");
+    assert_eq!(rx.hits().len(), 1, "the webhook was reached directly");
+    assert!(elsewhere.hits().is_empty(), "the redirect was followed");
+    assert!(
+        proxy.hits().is_empty(),
+        "the proxy from the environment was used"
+    );
+}
+
+#[test]
 fn https_webhooks_are_verified_against_the_trust_store() {
     need_root();
     let certs = scratch("tls-certs");
