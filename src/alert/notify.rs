@@ -697,14 +697,9 @@ impl Deliverer<'_> {
         self.spool.write_message(&m.id, &m)
     }
 
-    fn client(&mut self) -> Option<&http::Client> {
-        if self.client.is_none() {
-            match http::Client::new() {
-                Ok(c) => self.client = Some(c),
-                Err(e) => warn(&e),
-            }
-        }
-        self.client.as_ref()
+    /// Built when the first message is due, not for a pass with nothing to send.
+    fn client(&mut self) -> &http::Client {
+        self.client.get_or_insert_with(http::Client::default)
     }
 
     /// Sends every due message to every webhook that is not backing off, one message file at a
@@ -764,10 +759,7 @@ impl Deliverer<'_> {
                     continue;
                 }
                 let payload = render::payload(sink.kind, &m.body);
-                let Some(client) = self.client() else {
-                    return Some(now_ms() + backoff_ms(1, max_s));
-                };
-                let outcome = client.send(sink, &payload);
+                let outcome = self.client().send(sink, &payload);
                 let now = now_ms();
                 match &outcome {
                     Outcome::Delivered { pause_ms, .. } => {
@@ -862,13 +854,7 @@ pub fn test(config: &Path) -> u8 {
             };
         }
     };
-    let client = match http::Client::new() {
-        Ok(c) => c,
-        Err(e) => {
-            println!("{e}");
-            return EXIT_UNDELIVERED;
-        }
-    };
+    let client = http::Client::default();
     let mut sample = Alert::new(
         Kind::Notice,
         now_ms(),
