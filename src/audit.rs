@@ -264,10 +264,17 @@ mod tests {
         assert!(line.contains(r#"reason="line\nbreak \"quoted\"""#));
     }
 
+    /// A directory of this process's own for `tag`, not there yet.
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("gateway-audit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
     #[test]
     fn the_audit_file_must_not_be_writable_by_others() {
-        let dir = std::env::temp_dir().join(format!("gateway-audit-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
+        let dir = scratch("modes");
+        std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("audit.jsonl");
         let (req, d, ctx) = sample();
         let rec = Record::new(&req, &d, &ctx);
@@ -290,8 +297,7 @@ mod tests {
 
     #[test]
     fn a_missing_audit_directory_is_made_on_the_first_record() {
-        let top = std::env::temp_dir().join(format!("gateway-audit-new-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&top);
+        let top = scratch("new");
         let path = top.join("log/audit.jsonl");
         let (req, d, ctx) = sample();
         let rec = Record::new(&req, &d, &ctx);

@@ -56,7 +56,7 @@ pub fn caller() -> Result<Caller, String> {
 }
 
 const PASSWD: &str = "/etc/passwd";
-/// Larger than any real /etc/passwd; a bigger file is left to the C library.
+/// Larger than any real /etc/passwd; entries past it are left to the C library.
 const MAX_PASSWD_BYTES: u64 = 4 << 20;
 
 /// The first name `/etc/passwd` gives `uid`, read the way the C library's `files` source
