@@ -58,6 +58,7 @@ pub fn caller() -> Result<Caller, String> {
 const PASSWD: &str = "/etc/passwd";
 /// Larger than any real /etc/passwd; entries past it are left to the C library.
 const MAX_PASSWD_BYTES: u64 = 4 << 20;
+const PASSWD_FIRST_READ: usize = 4 << 10;
 
 /// The first name `/etc/passwd` gives `uid`, read the way the C library's `files` source
 /// reads it. Nothing found (or no readable file) means the caller asks the C library, which
@@ -66,12 +67,11 @@ const MAX_PASSWD_BYTES: u64 = 4 << 20;
 /// allocator start-up and stdio, its largest single cost (see README, Performance).
 fn passwd_name(uid: u32) -> Option<String> {
     use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(PASSWD)
-        .ok()?
-        .take(MAX_PASSWD_BYTES)
-        .read_to_string(&mut text)
-        .ok()?;
+    let file = std::fs::File::open(PASSWD).ok()?;
+    // `take` hides the file's size from `read_to_string`, which would then start with a
+    // 32-byte read and double it: seven reads for a 2 kB file. One page covers a usual file.
+    let mut text = String::with_capacity(PASSWD_FIRST_READ);
+    file.take(MAX_PASSWD_BYTES).read_to_string(&mut text).ok()?;
     passwd_lookup(&text, uid).map(str::to_string)
 }
 
