@@ -73,12 +73,13 @@ fn to_utf8(argv: Vec<OsString>) -> (Vec<String>, Option<usize>) {
 fn load_trusted(user: &str) -> Result<Policy, String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot locate the gateway binary: {e}"))?;
-    trust::resolve_locked(&exe)
+    let (_, exe_md) = trust::resolve_locked_metadata(&exe)
         .map_err(|e| format!("the gateway binary is not locked to root: {e}"))?;
     let path = Path::new(POLICY_PATH);
-    policy::check_policy_file(path).map_err(|d| d.to_string())?;
+    let policy_md = policy::check_policy_file(path).map_err(|d| d.to_string())?;
     let cache = Path::new(policy::cache::CACHE_PATH);
-    policy::cache::load_for(path, cache, &exe, user).map_err(|diags| {
+    let key = policy::cache::Key::from_metadata(&policy_md, &exe_md);
+    policy::cache::load_keyed(path, cache, Some(key), user).map_err(|diags| {
         let more = if diags.len() > 1 {
             format!(" (and {} more; run gateway check)", diags.len() - 1)
         } else {

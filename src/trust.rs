@@ -125,14 +125,23 @@ fn components(path: &Path) -> Result<VecDeque<OsString>, Distrust> {
 /// checks that root alone could have changed any directory, link or file on the way.
 /// Returns the resolved path.
 pub fn resolve_locked(path: &Path) -> Result<PathBuf, Distrust> {
+    resolve_locked_metadata(path).map(|(resolved, _)| resolved)
+}
+
+/// [`resolve_locked`], also giving what the walk saw of the file itself (what `stat` of the
+/// path would give: the walk follows every link), so a caller need not ask again.
+pub fn resolve_locked_metadata(path: &Path) -> Result<(PathBuf, Metadata), Distrust> {
     let mut pending = components(path)?;
     let mut current = PathBuf::from("/");
     let root_md = lstat(&current)?.ok_or_else(|| Distrust::Missing(current.clone()))?;
     locked(&current, &root_md, false)?;
+    // What the walk last saw of `current`; a `..` steps back to a directory seen earlier.
+    let mut last = Some(root_md);
     let mut links = 0;
     while let Some(name) = pending.pop_front() {
         if name == ".." {
             current.pop();
+            last = None;
             continue;
         }
         let next = current.join(&name);
@@ -157,14 +166,18 @@ pub fn resolve_locked(path: &Path) -> Result<PathBuf, Distrust> {
             return Err(Distrust::NotADirectory(next));
         }
         current = next;
+        last = Some(md);
     }
-    Ok(current)
+    let md = match last {
+        Some(md) => md,
+        None => lstat(&current)?.ok_or_else(|| Distrust::Missing(current.clone()))?,
+    };
+    Ok((current, md))
 }
 
 /// Checks an executable: the path chain and, for a `#!` script, its interpreter's chain too.
 pub fn resolve_program(path: &Path) -> Result<PathBuf, Distrust> {
-    let resolved = resolve_locked(path)?;
-    let md = fs::metadata(&resolved).map_err(|e| Distrust::Io(resolved.clone(), e))?;
+    let (resolved, md) = resolve_locked_metadata(path)?;
     if !md.is_file() {
         return Err(Distrust::WrongKind {
             path: resolved,
@@ -276,6 +289,25 @@ mod tests {
         let resolved = resolve_program(Path::new("/bin/sh")).unwrap();
         assert!(resolved.is_absolute());
         assert!(resolved.starts_with("/usr") || resolved.starts_with("/bin"));
+    }
+
+    #[test]
+    fn the_walk_gives_what_stat_gives_through_links_and_parents() {
+        use std::os::unix::fs::MetadataExt;
+        for p in [
+            "/bin/sh",
+            "/usr/bin/..",
+            "/usr/bin/../bin/true",
+            "/",
+            "/etc/passwd",
+        ] {
+            let (resolved, md) = resolve_locked_metadata(Path::new(p)).unwrap();
+            let st = fs::metadata(p).unwrap();
+            assert_eq!((md.dev(), md.ino()), (st.dev(), st.ino()), "{p}");
+            assert_eq!((md.mode(), md.ctime()), (st.mode(), st.ctime()), "{p}");
+            let again = fs::metadata(&resolved).unwrap();
+            assert_eq!((md.dev(), md.ino()), (again.dev(), again.ino()), "{p}");
+        }
     }
 
     #[test]

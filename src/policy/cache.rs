@@ -18,7 +18,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -45,19 +45,25 @@ struct FileId {
 
 impl FileId {
     fn of(path: &Path) -> Option<FileId> {
-        let md = fs::metadata(path).ok()?;
-        Some(FileId {
+        fs::metadata(path).ok().as_ref().map(FileId::from)
+    }
+}
+
+impl From<&Metadata> for FileId {
+    fn from(md: &Metadata) -> FileId {
+        FileId {
             dev: md.dev(),
             ino: md.ino(),
             size: md.size(),
             mtime: (md.mtime(), md.mtime_nsec()),
             ctime: (md.ctime(), md.ctime_nsec()),
-        })
+        }
     }
 }
 
+/// What a cache is valid for: this policy file and this binary, as they are now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Key {
+pub struct Key {
     format: u32,
     version: String,
     binary: FileId,
@@ -72,6 +78,16 @@ impl Key {
             binary: FileId::of(exe)?,
             policy: FileId::of(policy)?,
         })
+    }
+
+    /// The key from what the trust walks of the policy and the binary saw (`stat` of each).
+    pub fn from_metadata(policy: &Metadata, exe: &Metadata) -> Key {
+        Key {
+            format: FORMAT,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            binary: FileId::from(exe),
+            policy: FileId::from(policy),
+        }
     }
 }
 
@@ -123,7 +139,17 @@ pub fn load_for(
     exe: &Path,
     user: &str,
 ) -> Result<Policy, Vec<Diagnostic>> {
-    let key = Key::of(path, exe);
+    load_keyed(path, cache, Key::of(path, exe), user)
+}
+
+/// [`load_for`] with the key already taken (`None`: the files could not be examined, so the
+/// cache is neither read nor written).
+pub fn load_keyed(
+    path: &Path,
+    cache: &Path,
+    key: Option<Key>,
+    user: &str,
+) -> Result<Policy, Vec<Diagnostic>> {
     if let Some(key) = &key {
         if let Some(policy) = read(cache, key, user) {
             return Ok(policy);

@@ -433,15 +433,18 @@ impl Indexed {
     }
 }
 
-/// Checks that the policy file could only have been written by root.
-pub fn check_policy_file(path: &Path) -> Result<(), Diagnostic> {
+/// Checks that the policy file could only have been written by root; gives what `stat` of it
+/// gives.
+pub fn check_policy_file(path: &Path) -> Result<std::fs::Metadata, Diagnostic> {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    trust::resolve_locked(&absolute).map(|_| ()).map_err(|e| {
-        Diagnostic::whole(
-            &path.display().to_string(),
-            format!("refusing a policy that root alone does not control: {e}"),
-        )
-    })
+    trust::resolve_locked_metadata(&absolute)
+        .map(|(_, md)| md)
+        .map_err(|e| {
+            Diagnostic::whole(
+                &path.display().to_string(),
+                format!("refusing a policy that root alone does not control: {e}"),
+            )
+        })
 }
 
 fn read_bounded(path: &Path) -> Result<String, String> {
