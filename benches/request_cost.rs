@@ -22,26 +22,11 @@ mod common;
 
 use std::fs;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-const BENCH_POLICY: &str = r#"
-[users.root]
-rules = ["bench-true"]
-
-[users.gwtafter]
-rules = ["bench-true"]
-
-[programs.true]
-paths = ["/usr/bin/true"]
-dialect = "exact"
-
-[rules.bench-true]
-program = "true"
-"#;
 
 /// A command to time, as root or as an account (uid, gid; std drops root's groups).
 struct Run<'a> {
@@ -121,26 +106,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Builds the static release binary the README installs (in its own target directory: the
-/// one `cargo bench` uses stays locked while the benchmark runs).
-fn static_release_binary() -> PathBuf {
-    let target = "x86_64-unknown-linux-musl";
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-static"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--target", target, "--manifest-path"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&dir)
-        .status()
-        .expect("run cargo");
-    assert!(
-        status.success(),
-        "cannot build the static release binary (rustup target add {target})"
-    );
-    dir.join(target).join("release/gateway")
-}
-
 fn added_cost(policy: &str, binary: &Path, label: &str) {
     let install = Installation::with_binary(policy, &["gwtafter"], binary);
     // The first request parses the TOML and writes the cache; requests after it read the cache.
@@ -171,11 +136,7 @@ fn main() {
     let _lock = system_lock();
     ensure_syslog();
     let shipped = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
-    let policy = shipped.replacen(
-        "audit_log = \"/var/log/gateway/audit.jsonl\"",
-        "audit_log = \"/var/log/gateway-bench/audit.jsonl\"",
-        1,
-    ) + BENCH_POLICY;
+    let policy = bench_policy();
     println!("gateway request cost (medians, interleaved runs)");
     added_cost(
         &policy,

@@ -437,3 +437,48 @@ pub fn wait_for_text(path: &str, needle: &str, timeout: Duration) -> bool {
         sleep(Duration::from_millis(100));
     }
 }
+
+/// The benchmarks' policy: the shipped one, with its own audit log, plus a rule that lets root
+/// and `gwtafter` run /usr/bin/true.
+pub fn bench_policy() -> String {
+    const BENCH_RULES: &str = r#"
+[users.root]
+rules = ["bench-true"]
+
+[users.gwtafter]
+rules = ["bench-true"]
+
+[programs.true]
+paths = ["/usr/bin/true"]
+dialect = "exact"
+
+[rules.bench-true]
+program = "true"
+"#;
+    let shipped = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    shipped.replacen(
+        "audit_log = \"/var/log/gateway/audit.jsonl\"",
+        "audit_log = \"/var/log/gateway-bench/audit.jsonl\"",
+        1,
+    ) + BENCH_RULES
+}
+
+/// Builds the static release binary the README installs (in its own target directory: the
+/// one `cargo bench` uses stays locked while a benchmark runs).
+pub fn static_release_binary() -> PathBuf {
+    let target = "x86_64-unknown-linux-musl";
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-static"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--target", target, "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&dir)
+        .status()
+        .expect("run cargo");
+    assert!(
+        status.success(),
+        "cannot build the static release binary (rustup target add {target})"
+    );
+    dir.join(target).join("release/gateway")
+}
