@@ -105,6 +105,10 @@ fn main() {
         .collect();
     let mut names: Vec<&String> = seen.iter().map(|(_, name)| name).collect();
     let sampled = names.len();
+    assert!(
+        sampled > 0,
+        "perf saw no function of the gateway binary; is perf able to read its symbols?"
+    );
     for name in &before {
         if !names.contains(&name) {
             names.push(name);
