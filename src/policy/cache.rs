@@ -43,12 +43,6 @@ struct FileId {
     ctime: (i64, i64),
 }
 
-impl FileId {
-    fn of(path: &Path) -> Option<FileId> {
-        fs::metadata(path).ok().as_ref().map(FileId::from)
-    }
-}
-
 impl From<&Metadata> for FileId {
     fn from(md: &Metadata) -> FileId {
         FileId {
@@ -72,12 +66,8 @@ pub struct Key {
 
 impl Key {
     fn of(policy: &Path, exe: &Path) -> Option<Key> {
-        Some(Key {
-            format: FORMAT,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            binary: FileId::of(exe)?,
-            policy: FileId::of(policy)?,
-        })
+        let (policy, exe) = (fs::metadata(policy).ok()?, fs::metadata(exe).ok()?);
+        Some(Key::from_metadata(&policy, &exe))
     }
 
     /// The key from what the trust walks of the policy and the binary saw (`stat` of each).
