@@ -2,17 +2,18 @@
 //! syslog line (authpriv). A record can make an allow fail (unwritable log), never the reverse.
 #![forbid(unsafe_code)]
 
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::DirBuilder;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::SystemTime;
 
+use nix::fcntl::OFlag;
 use serde::Serialize;
 
-use crate::clock;
 use crate::decision::{Channel, Decision, Request, Verdict};
+use crate::{clock, system};
 
 const SYSLOG_SOCKET: &str = "/dev/log";
 const SYSLOG_MAX: usize = 1024;
@@ -91,14 +92,8 @@ impl<'a> Record<'a> {
 pub fn append(path: &Path, record: &Record) -> Result<(), String> {
     let mut line = serde_json::to_vec(record).map_err(|e| format!("cannot encode: {e}"))?;
     line.push(b'\n');
-    let open = || {
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(path)
-    };
+    let flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_NOFOLLOW;
+    let open = || system::open(path, flags, 0o600);
     // The directory is made on the first record only; every other request opens directly.
     let opened = match (open(), path.parent()) {
         (Err(e), Some(dir)) if e.kind() == io::ErrorKind::NotFound && !dir.exists() => {

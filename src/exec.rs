@@ -1,5 +1,6 @@
 //! The only module that starts a program: the plan's path and argv, a cleared environment, `/` as
-//! working directory, umask 022, core dumps off, no inherited descriptors above 2, a new session.
+//! working directory, umask 022, core dumps off, no inherited descriptors above 2, no controlling
+//! terminal.
 //!
 //! The plan's binary was checked (every directory, link and file root's alone) by the decision
 //! in this same process a moment before; a check repeated here would close no window, since
@@ -45,9 +46,13 @@ fn harden() -> io::Result<()> {
     setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(io::Error::from)?;
     // Nothing sudo or sshd left open reaches the program.
     system::cloexec_from(3)?;
-    // Detach from the caller's terminal session where possible; under sudo without a pty we
-    // are usually not a group leader, and when we are, the session is sudo's own.
-    let _ = setsid();
+    // The program gets no controlling terminal: if the gateway has one, a new session leaves
+    // it (under sudo without a pty the gateway is not a group leader; under sudo's pty it is,
+    // and the terminal is sudo's own). Without one there is nothing to leave, and setsid is
+    // skipped: with autogroup scheduling it builds a scheduler group, tens of µs per request.
+    if system::has_controlling_terminal() {
+        let _ = setsid();
+    }
     Ok(())
 }
 

@@ -71,8 +71,8 @@ fn to_utf8(argv: Vec<OsString>) -> (Vec<String>, Option<usize>) {
 /// The policy `run` and `ssh` use for a request by `user`, after checking that root alone
 /// controls it and this binary.
 fn load_trusted(user: &str) -> Result<Policy, String> {
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot locate the gateway binary: {e}"))?;
+    let exe = crate::system::current_exe()
+        .map_err(|e| format!("cannot locate the gateway binary: {e}"))?;
     let (_, exe_md) = trust::resolve_locked_metadata(&exe)
         .map_err(|e| format!("the gateway binary is not locked to root: {e}"))?;
     let path = Path::new(POLICY_PATH);

@@ -17,7 +17,8 @@ pub struct Caller {
 
 /// The account the request is made for.
 pub fn caller() -> Result<Caller, String> {
-    let uid = if geteuid().is_root() {
+    let root = geteuid().is_root();
+    let uid = if root {
         match env::var_os("SUDO_UID") {
             Some(v) => {
                 let text = v.to_str().ok_or("SUDO_UID is not text")?;
@@ -40,7 +41,7 @@ pub fn caller() -> Result<Caller, String> {
                 .name
         }
     };
-    if geteuid().is_root() {
+    if root {
         if let Some(named) = env::var_os("SUDO_USER") {
             if named != OsString::from(&name) {
                 return Err(format!(
@@ -67,7 +68,7 @@ const PASSWD_FIRST_READ: usize = 4 << 10;
 /// allocator start-up and stdio, its largest single cost (see README, Performance).
 fn passwd_name(uid: u32) -> Option<String> {
     use std::io::Read;
-    let file = std::fs::File::open(PASSWD).ok()?;
+    let file = crate::system::open_read(std::path::Path::new(PASSWD)).ok()?;
     // `take` hides the file's size from `read_to_string`, which would then start with a
     // 32-byte read and double it: seven reads for a 2 kB file. One page covers a usual file.
     let mut text = String::with_capacity(PASSWD_FIRST_READ);

@@ -16,13 +16,19 @@ const PROBE_OUT: &str = "/run/gateway-test-probe/out.jsonl";
 const SSH_PORT: u16 = 2201;
 
 /// A program that reports what it was started with: argv, environment, cwd, umask, core limit,
-/// open descriptors, session. Written by root, 0755, so the gateway trusts it.
+/// open descriptors, session, controlling terminal. Written by root, 0755, so the gateway
+/// trusts it.
 const PROBE_SOURCE: &str = r#"#!/usr/bin/python3
 import json, os, resource, sys, time
 if len(sys.argv) > 2 and sys.argv[-2] == "sleep":
     time.sleep(int(sys.argv[-1]))
 mask = os.umask(0)
 os.umask(mask)
+try:
+    os.close(os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY))
+    ctty = True
+except OSError:
+    ctty = False
 out = {
     "argv": sys.argv,
     "env": dict(os.environ),
@@ -33,6 +39,7 @@ out = {
     "core": list(resource.getrlimit(resource.RLIMIT_CORE)),
     "fds": sorted(int(x) for x in os.listdir("/proc/self/fd")),
     "sid_is_pid": os.getsid(0) == os.getpid(),
+    "ctty": ctty,
 }
 with open("/run/gateway-test-probe/out.jsonl", "a") as f:
     f.write(json.dumps(out) + "\n")
@@ -153,6 +160,7 @@ fn requests_through_real_sudo_and_sshd() {
     let audit_start = f.install.audit_all().len();
 
     sudo_door_runs_exactly_what_was_validated(&f);
+    the_caller_terminal_stays_behind(&f);
     sudo_door_denies_without_starting_anything(&f);
     real_programs_of_the_shipped_policy(&f);
     ssh_door(&f);
@@ -215,7 +223,43 @@ fn sudo_door_runs_exactly_what_was_validated(f: &Fixture) {
         assert_eq!(run["euid"], 0, "runs as root");
         assert_eq!(run["umask"], 0o022);
         assert_eq!(run["core"], serde_json::json!([0, 0]), "core dumps off");
+        assert_eq!(run["ctty"], false, "no controlling terminal");
     }
+}
+
+/// A caller on a terminal: sudo without its own pty (`!use_pty`) hands the gateway the
+/// caller's terminal as controlling terminal; the program must not get it (THREATS 10).
+/// With sudo's pty (Debian's default) the terminal is sudo's own and the gateway leads its
+/// process group; without any terminal there is nothing to leave (the runs above).
+fn the_caller_terminal_stays_behind(f: &Fixture) {
+    let drop_in = "/etc/sudoers.d/gwt-e2e-no-pty";
+    let _restore = Restore::save(drop_in);
+    let line = format!("Defaults:{} !use_pty\n", f.host_a.name);
+    install_file(drop_in, line.as_bytes(), 0o440);
+    let before = probe_runs().len();
+    // script(1) gives the caller a terminal of its own (a pty) as controlling terminal.
+    let out = f.host_a.run(&[
+        "script",
+        "-q",
+        "-e",
+        "-c",
+        "sudo -n gwprobe tty",
+        "/dev/null",
+    ]);
+    assert!(
+        out.status.success(),
+        "request on a terminal failed: {:?}",
+        text(&out)
+    );
+    let runs = probe_runs();
+    assert_eq!(runs.len(), before + 1);
+    let run = &runs[before];
+    assert_eq!(run["argv"], serde_json::json!([PROBE, "--", "tty"]));
+    assert_eq!(
+        run["ctty"], false,
+        "the caller's terminal reached the program"
+    );
+    assert_eq!(run["sid_is_pid"], true, "the program leads a new session");
 }
 
 fn sudo_door_denies_without_starting_anything(f: &Fixture) {

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rules::{read_piece, Slot};
 use super::{Diagnostic, Policy, Rules, User};
-use crate::trust;
+use crate::{system, trust};
 
 /// Where `run` and `ssh` keep the cache.
 pub const CACHE_PATH: &str = "/var/cache/gateway/policy.json";
@@ -163,11 +163,7 @@ pub fn read_current(path: &Path, cache: &Path, exe: &Path, user: &str) -> Option
 
 fn read(cache: &Path, key: &Key, user: &str) -> Option<Policy> {
     trust::resolve_locked(cache.parent()?).ok()?;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(cache)
-        .ok()?;
+    let file = system::open_read_nofollow(cache).ok()?;
     let md = file.metadata().ok()?;
     if !md.is_file() || md.uid() != 0 || md.mode() & 0o077 != 0 || md.size() > MAX_CACHE_BYTES {
         return None;
