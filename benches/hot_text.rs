@@ -6,7 +6,10 @@
 //! record, over a few thousand allowed requests, where their user time goes and which
 //! instructions took a page fault. Every function of the binary seen there goes into the list,
 //! most requests first, followed by the names the list already had that the binary still has,
-//! so repeated runs only add what sampling missed before. Needs `perf` (Debian: linux-perf).
+//! so repeated runs only add what sampling missed before; `--fresh` starts from an empty list
+//! (after code changes, so that functions no request runs any more leave it). A request made
+//! before recording builds the policy cache: the parsing and compiling it does once is not a
+//! request's work and stays out of the list. Needs `perf` (Debian: linux-perf).
 //!
 //! Check the result with `perf stat -e page-faults /usr/local/bin/gateway run ...` before and
 //! after; README "Performance" has the figures.
@@ -56,6 +59,12 @@ fn main() {
     let data = TempDir::new("hot-text");
     let record = data.path().join("perf.data");
     let install = Installation::with_binary(&bench_policy(), &["gwtafter"], &binary);
+    let warm = Command::new(GATEWAY)
+        .args(["run", "true"])
+        .stdin(Stdio::null())
+        .status()
+        .expect("start the installed gateway");
+    assert!(warm.success(), "gateway run true was refused: {warm}");
     let me = std::env::current_exe().unwrap();
     let status = Command::new("perf")
         .args(["record", "-q", "-e", "cpu-clock/freq=20000/u"])
@@ -96,13 +105,17 @@ fn main() {
         .map(|(name, pids)| (pids.len(), name))
         .collect();
     seen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let before: Vec<String> = fs::read_to_string(SCRIPT)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("*(.text.")?.strip_suffix(')'))
-        .map(str::to_string)
-        .filter(|name| defined.contains(name))
-        .collect();
+    let fresh = args.iter().any(|a| a == "--fresh");
+    let before: Vec<String> = (if fresh {
+        String::new()
+    } else {
+        fs::read_to_string(SCRIPT).unwrap_or_default()
+    })
+    .lines()
+    .filter_map(|l| l.trim().strip_prefix("*(.text.")?.split([' ', ')']).next())
+    .map(str::to_string)
+    .filter(|name| defined.contains(name))
+    .collect();
     let mut names: Vec<&String> = seen.iter().map(|(_, name)| name).collect();
     let sampled = names.len();
     assert!(
@@ -117,10 +130,14 @@ fn main() {
     let mut text = String::from(HEADER);
     text.push_str("SECTIONS\n{\n  .text.hot :\n  {\n");
     for name in &names {
-        text.push_str(&format!("    *(.text.{name})\n"));
+        // A function the compiler takes for cold (`#[cold]`, such as a vector's growth path)
+        // sits in `.text.unlikely.NAME`.
+        text.push_str(&format!("    *(.text.{name} .text.unlikely.{name})\n"));
     }
-    // musl's own functions (the static build): small, and most of them on the path.
-    text.push_str("    *libc.a:*(.text .text.*)\n  }\n}\nINSERT BEFORE .text;\n");
+    // musl's own functions (the static build): small, and most of them on the path; and the
+    // C start-up code, where every request begins.
+    text.push_str("    *libc.a:*(.text .text.*)\n    *crt1.o(.text .text.*)\n");
+    text.push_str("  }\n}\nINSERT BEFORE .text;\n");
     fs::write(SCRIPT, text).unwrap();
     println!(
         "hot_text: {} functions ({sampled} seen in this run, {} kept from the last list), \
