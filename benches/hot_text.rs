@@ -59,12 +59,7 @@ fn main() {
     let data = TempDir::new("hot-text");
     let record = data.path().join("perf.data");
     let install = Installation::with_binary(&bench_policy(), &["gwtafter"], &binary);
-    let warm = Command::new(GATEWAY)
-        .args(["run", "true"])
-        .stdin(Stdio::null())
-        .status()
-        .expect("start the installed gateway");
-    assert!(warm.success(), "gateway run true was refused: {warm}");
+    request();
     let me = std::env::current_exe().unwrap();
     let status = Command::new("perf")
         .args(["record", "-q", "-e", "cpu-clock/freq=20000/u"])
@@ -164,13 +159,18 @@ fn defined_functions(binary: &str) -> BTreeSet<String> {
 /// runs most of the same code, and its extra work is telling the caller why).
 fn requests() {
     for _ in 0..REQUESTS {
-        let status = Command::new(GATEWAY)
-            .args(["run", "true"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("start the installed gateway");
-        assert!(status.success(), "gateway run true was refused: {status}");
+        request();
     }
+}
+
+/// One allowed request, `gateway run true`, through the installed binary.
+fn request() {
+    let status = Command::new(GATEWAY)
+        .args(["run", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("start the installed gateway");
+    assert!(status.success(), "gateway run true was refused: {status}");
 }
